@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.spec import AnimationSpec
+from fractal.spec import AnimationSpec, Colormap
 
 from .coloring import bailout2_for, box_downsample, colorize
 from .kernels import kernel_for
@@ -55,6 +55,7 @@ class FrameRenderer:
             self.ys,
             self.counts,
             self.final_r2,
+            self.spec.colormap is not Colormap.classic,
             self._center,
         )
         return self.counts

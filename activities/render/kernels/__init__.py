@@ -1,7 +1,7 @@
 """Escape-time kernels, one module per fractal.
 
 A kernel module exposes ``render_counts(c, max_iter, bailout2, xs, ys, counts, final_r2,
-center)``; adding a fractal means adding a module and a ``FractalKind`` member.
+want_r2, center)``; adding a fractal means adding a module and a ``FractalKind`` member.
 """
 
 from __future__ import annotations

@@ -4,13 +4,14 @@ What makes it fast, without changing a single count:
 - Symmetry. Julia sets are symmetric under z -> -z. The pixel grid is centred on the view
   (pixel centres at (i + 0.5) / w), so for a view centred on the origin the bottom half of
   the frame is the top half turned by 180 degrees, bit for bit: only half is iterated.
-- SIMD lanes. ``LANES`` pixels are iterated together for ``STEP`` iterations by a loop with
-  a fixed trip count and no branches (an escaped lane is frozen by a select), which LLVM
-  vectorises. Between steps, lanes whose pixel is finished are refilled with the next
-  pixel, so a slow pixel does not hold the others back.
-- Exact cycle detection. A lane remembers z at doubling intervals (Brent); if z comes back
-  to that value bit for bit, the float orbit is periodic and can never escape, so the
-  pixel is interior (count = max_iter) exactly as if all iterations had been run.
+- SIMD passes. The pixels of a tile are iterated in blocks of ``LANES`` by loops with a
+  fixed trip count and no branches (an escaped lane is frozen by a select), which LLVM
+  vectorises. After each pass the unfinished pixels are compacted to the front, so the
+  next, longer pass works on dense blocks instead of idling on escaped lanes.
+- Exact cycle detection. Once pixels have survived a few passes, each pass remembers z at
+  its start; if z comes back to that value bit for bit, the float orbit is periodic and
+  can never escape, so the pixel is interior (count = max_iter) exactly as if all
+  iterations had been run.
 """
 
 from __future__ import annotations
@@ -24,86 +25,137 @@ FIRST_PASS = 8
 LONGEST_PASS = 64
 CYCLE_CHECKS_FROM = 16
 
+# Rows of the per-block lane state.
+ZR, ZI, ALIVE, COUNT, START_R, START_I = range(6)
+FIELDS = 6
+
 
 @njit(
-    "void(float64[::1], float64[::1], float64[::1], float64[::1],"
-    " float64, float64, float64, int64, int64, boolean)",
+    "void(float64[:, :, ::1], float64, float64, float64, int64, int64, boolean)",
     nogil=True,
     cache=True,
 )
 def _iterate(
-    zr: np.ndarray,
-    zi: np.ndarray,
-    alive: np.ndarray,
-    count: np.ndarray,
+    state: np.ndarray,
     cr: float,
     ci: float,
     bailout2: float,
-    lanes: int,
+    blocks: int,
     steps: int,
     check_cycles: bool,
 ) -> None:
-    """``steps`` iterations of every lane; escaped lanes are frozen, not branched around.
+    """``steps`` iterations of every lane of the first ``blocks`` blocks, in place.
 
-    With ``check_cycles`` a lane whose z returns bit for bit to its value at the start of
-    the pass is on a periodic float orbit that can never escape; it is marked with
-    count = -1 and frozen.
+    ``state[block, field, lane]`` keeps each field of a block contiguous, so the lane loop
+    is a plain unit-stride loop over one array that LLVM can vectorise. With
+    ``check_cycles`` a lane whose z returns bit for bit to its value at the start of the
+    pass is on a periodic float orbit that can never escape: it gets count = -1.
     """
-    # Lanes are copied into small local arrays first: LLVM cannot prove that the caller's
-    # arrays do not overlap and would not vectorise the loop over them.
-    lane_r = np.empty(LANES)
-    lane_i = np.empty(LANES)
-    lane_alive = np.empty(LANES)
-    lane_count = np.empty(LANES)
-    start_r = np.empty(LANES)
-    start_i = np.empty(LANES)
-    for base in range(0, lanes, LANES):
-        for k in range(LANES):
-            lane_r[k] = zr[base + k]
-            lane_i[k] = zi[base + k]
-            lane_alive[k] = alive[base + k]
-            lane_count[k] = count[base + k]
+    for block in range(blocks):
+        lane = state[block]
         if check_cycles:
             for k in range(LANES):
-                start_r[k] = lane_r[k]
-                start_i[k] = lane_i[k]
+                lane[START_R, k] = lane[ZR, k]
+                lane[START_I, k] = lane[ZI, k]
             for _ in range(steps):
                 for k in range(LANES):
-                    x = lane_r[k]
-                    y = lane_i[k]
+                    x = lane[ZR, k]
+                    y = lane[ZI, k]
                     x2 = x * x
                     y2 = y * y
-                    go = (lane_alive[k] != 0.0) & (x2 + y2 <= bailout2)
+                    go = (lane[ALIVE, k] != 0.0) & (x2 + y2 <= bailout2)
                     new_r = x2 - y2 + cr
                     new_i = 2.0 * x * y + ci
-                    cycle = go & (new_r == start_r[k]) & (new_i == start_i[k])
-                    lane_r[k] = new_r if go else x
-                    lane_i[k] = new_i if go else y
-                    n = lane_count[k]
-                    lane_count[k] = -1.0 if cycle else (n + 1.0 if go else n)
-                    lane_alive[k] = 1.0 if (go & ~cycle) else 0.0
+                    cycle = go & (new_r == lane[START_R, k]) & (new_i == lane[START_I, k])
+                    lane[ZR, k] = new_r if go else x
+                    lane[ZI, k] = new_i if go else y
+                    n = lane[COUNT, k]
+                    lane[COUNT, k] = -1.0 if cycle else (n + 1.0 if go else n)
+                    lane[ALIVE, k] = 1.0 if (go & ~cycle) else 0.0
         else:
             for _ in range(steps):
                 for k in range(LANES):
-                    x = lane_r[k]
-                    y = lane_i[k]
+                    x = lane[ZR, k]
+                    y = lane[ZI, k]
                     x2 = x * x
                     y2 = y * y
-                    go = (lane_alive[k] != 0.0) & (x2 + y2 <= bailout2)
-                    lane_r[k] = (x2 - y2 + cr) if go else x
-                    lane_i[k] = (2.0 * x * y + ci) if go else y
-                    lane_count[k] += 1.0 if go else 0.0
-                    lane_alive[k] = 1.0 if go else 0.0
-        for k in range(LANES):
-            zr[base + k] = lane_r[k]
-            zi[base + k] = lane_i[k]
-            alive[base + k] = lane_alive[k]
-            count[base + k] = lane_count[k]
+                    go = (lane[ALIVE, k] != 0.0) & (x2 + y2 <= bailout2)
+                    lane[ZR, k] = (x2 - y2 + cr) if go else x
+                    lane[ZI, k] = (2.0 * x * y + ci) if go else y
+                    lane[COUNT, k] += 1.0 if go else 0.0
+                    lane[ALIVE, k] = 1.0 if go else 0.0
+
+
+@njit(
+    "void(float64[:, :, ::1], int64[::1], int64, int64, float64, float64, int64, float64,"
+    " int32[::1], float64[::1], boolean, boolean)",
+    nogil=True,
+    cache=True,
+)
+def _finish_survivors(
+    state: np.ndarray,
+    slot: np.ndarray,
+    pending: int,
+    done: int,
+    cr: float,
+    ci: float,
+    max_iter: int,
+    bailout2: float,
+    flat_counts: np.ndarray,
+    flat_r2: np.ndarray,
+    want_r2: bool,
+    mirror: bool,
+) -> None:
+    """Iterate pixels that survived the first pass (all ``done`` iterations in) to the end.
+
+    Passes get longer as pixels escape; after each pass every pixel's current result is
+    written (branch-free; unfinished ones are overwritten by a later pass) and the
+    unfinished ones are compacted to the front so the next pass runs on dense blocks.
+    """
+    last = flat_counts.size - 1
+    steps = 2 * FIRST_PASS
+    while pending > 0 and done < max_iter:
+        steps = min(steps, max_iter - done)
+        blocks = (pending + LANES - 1) // LANES
+        for k in range(pending, blocks * LANES):
+            state[k // LANES, ALIVE, k % LANES] = 0.0  # padding lanes stay frozen
+        _iterate(state, cr, ci, bailout2, blocks, steps, done >= CYCLE_CHECKS_FROM)
+        done += steps
+        steps = min(2 * steps, LONGEST_PASS)
+
+        kept = 0
+        for k in range(pending):
+            block = state[k // LANES]
+            lane = k % LANES
+            x = block[ZR, lane]
+            y = block[ZI, lane]
+            n = block[COUNT, lane]
+            unfinished = 1 if block[ALIVE, lane] != 0.0 else 0
+            pixel = slot[k]
+            # A detected cycle (-1) is interior; lanes still going after max_iter
+            # iterations already have count == max_iter.
+            value = np.int32(max_iter if n < 0.0 else n)
+            flat_counts[pixel] = value
+            if mirror:
+                flat_counts[last - pixel] = value
+            if want_r2:
+                r2 = x * x + y * y
+                flat_r2[pixel] = r2
+                if mirror:
+                    flat_r2[last - pixel] = r2
+            target = state[kept // LANES]
+            target[ZR, kept % LANES] = x
+            target[ZI, kept % LANES] = y
+            target[COUNT, kept % LANES] = n
+            target[ALIVE, kept % LANES] = 1.0
+            slot[kept] = pixel
+            kept += unfinished
+        pending = kept
 
 
 @njit(
     "void(float64[::1], float64[::1], float64, float64, int64, float64,"
-    " int32[:, ::1], float64[:, ::1], boolean)",
+    " int32[:, ::1], float64[:, ::1], boolean, boolean)",
     nogil=True,
     cache=True,
 )
@@ -116,94 +168,119 @@ def escape_counts(
     bailout2: float,
     counts: np.ndarray,
     final_r2: np.ndarray,
+    want_r2: bool,
     mirror: bool,
 ) -> None:
     """Fill ``counts[j, i]`` with the escape count of z0 = xs[i] + 1j * ys[j].
 
     The count is the number of iterations done while |z|**2 <= ``bailout2``, at most
-    ``max_iter`` (= interior). ``final_r2`` gets |z|**2 of the first z outside the bailout
-    (for smooth colouring). With ``mirror`` only the top half is iterated and copied to the
-    bottom half rotated by 180 degrees; the caller guarantees that xs and ys are exact
-    negatives of themselves reversed (a view centred on the origin).
+    ``max_iter`` (= interior). With ``want_r2``, ``final_r2`` gets |z|**2 of the first z
+    outside the bailout (for smooth colouring); otherwise it is not touched. With
+    ``mirror`` only the top half is iterated and copied to the bottom half rotated by 180
+    degrees; the caller guarantees that xs and ys are exact negatives of themselves
+    reversed (a view centred on the origin).
 
-    Pixels are taken a tile at a time. Each pass iterates every unfinished pixel of the
-    tile the same number of times, then compacts the unfinished ones to the front
-    (branch-free), so passes stay dense as pixels escape.
+    Most pixels escape within a few iterations, so the first pass runs straight along the
+    rows, ``LANES`` pixels at a time, and writes their results in order; only the pixels
+    still going afterwards are queued for the longer passes of ``_finish_survivors``.
     """
     height = ys.size
     width = xs.size
-    full = height * width
-    total = (height // 2 if mirror else height) * width
-    padded = TILE + LANES
-    flat_counts = counts.reshape(full)
-    flat_r2 = final_r2.reshape(full)
+    rows = height // 2 if mirror else height
+    last = height * width - 1
+    flat_counts = counts.reshape(height * width)
+    flat_r2 = final_r2.reshape(height * width)
+    first_steps = min(FIRST_PASS, max_iter)
 
-    zr = np.zeros(padded)
-    zi = np.zeros(padded)
-    alive = np.zeros(padded)
-    count = np.zeros(padded)
-    slot = np.zeros(padded, np.int64)  # position of the lane's pixel in the tile
-    tile_counts = np.zeros(TILE, np.int32)
-    tile_r2 = np.zeros(TILE)
+    padded_xs = np.zeros(width + LANES)  # lets the last block of a row read past its end
+    padded_xs[:width] = xs
+    lane_r = np.empty(LANES)
+    lane_i = np.empty(LANES)
+    lane_alive = np.empty(LANES)
+    lane_count = np.empty(LANES)
 
-    for tile_start in range(0, total, TILE):
-        pending = min(TILE, total - tile_start)
-        filled = 0
-        row = tile_start // width
-        col = tile_start % width
-        while filled < pending:
-            run = min(width - col, pending - filled)
-            y = ys[row]
-            for q in range(run):
-                zr[filled + q] = xs[col + q]
-                zi[filled + q] = y
-            filled += run
-            row += 1
-            col = 0
-        for k in range(pending):
-            alive[k] = 1.0
-            count[k] = 0.0
-            slot[k] = k
-        size = pending
+    state = np.zeros((TILE // LANES + 2, FIELDS, LANES))
+    slot = np.zeros(TILE + 2 * LANES, np.int64)
+    pending = 0
 
-        done = 0
-        steps = FIRST_PASS
-        while pending > 0:
-            steps = min(steps, max_iter - done)
-            lanes = (pending + LANES - 1) // LANES * LANES
-            for k in range(pending, lanes):
-                alive[k] = 0.0  # padding lanes stay frozen
-            _iterate(
-                zr, zi, alive, count, cr, ci, bailout2, lanes, steps, done >= CYCLE_CHECKS_FROM
-            )
-            done += steps
-            steps = min(2 * steps, LONGEST_PASS)
+    for row in range(rows):
+        y = ys[row]
+        for col in range(0, width, LANES):
+            used = min(LANES, width - col)
+            for k in range(LANES):
+                lane_r[k] = padded_xs[col + k]
+                lane_i[k] = y
+                lane_alive[k] = 1.0 if k < used else 0.0
+                lane_count[k] = 0.0
+            for _ in range(first_steps):
+                for k in range(LANES):
+                    x = lane_r[k]
+                    yy = lane_i[k]
+                    x2 = x * x
+                    y2 = yy * yy
+                    go = (lane_alive[k] != 0.0) & (x2 + y2 <= bailout2)
+                    lane_r[k] = (x2 - y2 + cr) if go else x
+                    lane_i[k] = (2.0 * x * yy + ci) if go else yy
+                    lane_count[k] += 1.0 if go else 0.0
+                    lane_alive[k] = 1.0 if go else 0.0
 
-            # Record every pixel's current result (branch-free; unfinished ones are
-            # overwritten by a later pass), then move the unfinished ones to the front.
-            finished_all = done >= max_iter
-            kept = 0
-            for k in range(pending):
-                n = count[k]
-                place = slot[k]
-                tile_counts[place] = np.int32(max_iter if (n < 0.0 or finished_all) else n)
-                tile_r2[place] = zr[k] * zr[k] + zi[k] * zi[k]
-                unfinished = 1 if alive[k] != 0.0 else 0
-                zr[kept] = zr[k]
-                zi[kept] = zi[k]
-                count[kept] = n
-                slot[kept] = place
-                alive[kept] = 1.0
-                kept += unfinished
-            pending = 0 if finished_all else kept
-
-        for k in range(size):
-            flat_counts[tile_start + k] = tile_counts[k]
-            flat_r2[tile_start + k] = tile_r2[k]
-        if mirror:
-            for k in range(size):
-                flat_counts[full - 1 - tile_start - k] = tile_counts[k]
-                flat_r2[full - 1 - tile_start - k] = tile_r2[k]
+            start = row * width + col
+            for k in range(used):
+                flat_counts[start + k] = np.int32(lane_count[k])
+            if mirror:
+                for k in range(used):
+                    flat_counts[last - start - k] = np.int32(lane_count[k])
+            if want_r2:
+                for k in range(used):
+                    flat_r2[start + k] = lane_r[k] * lane_r[k] + lane_i[k] * lane_i[k]
+                if mirror:
+                    for k in range(used):
+                        flat_r2[last - start - k] = flat_r2[start + k]
+            survivors = 0.0
+            for k in range(LANES):
+                survivors += lane_alive[k]
+            if survivors == 0.0 or first_steps >= max_iter:
+                continue
+            # Queue the survivors for the longer passes (their results above are temporary).
+            for k in range(used):
+                if lane_alive[k] != 0.0:
+                    target = state[pending // LANES]
+                    target[ZR, pending % LANES] = lane_r[k]
+                    target[ZI, pending % LANES] = lane_i[k]
+                    target[COUNT, pending % LANES] = lane_count[k]
+                    target[ALIVE, pending % LANES] = 1.0
+                    slot[pending] = start + k
+                    pending += 1
+            if pending > TILE:
+                _finish_survivors(
+                    state,
+                    slot,
+                    pending,
+                    first_steps,
+                    cr,
+                    ci,
+                    max_iter,
+                    bailout2,
+                    flat_counts,
+                    flat_r2,
+                    want_r2,
+                    mirror,
+                )
+                pending = 0
+    _finish_survivors(
+        state,
+        slot,
+        pending,
+        first_steps,
+        cr,
+        ci,
+        max_iter,
+        bailout2,
+        flat_counts,
+        flat_r2,
+        want_r2,
+        mirror,
+    )
 
 
 def symmetric_view(center: complex) -> bool:
@@ -219,9 +296,11 @@ def render_counts(
     ys: np.ndarray,
     counts: np.ndarray,
     final_r2: np.ndarray,
+    want_r2: bool,
     center: complex,
 ) -> None:
     """The kernel-module entry point used by the frame renderer."""
     escape_counts(
-        xs, ys, c.real, c.imag, max_iter, bailout2, counts, final_r2, symmetric_view(center)
-    )
+        xs, ys, c.real, c.imag, max_iter, bailout2, counts, final_r2, want_r2,
+        symmetric_view(center),
+    )  # fmt: skip

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import av
+from typer.testing import CliRunner
+
+from fractal.cli import app
+
+runner = CliRunner()
+
+
+def test_render_writes_a_playable_mp4(tmp_path: Path) -> None:
+    output = tmp_path / "julia.mp4"
+    result = runner.invoke(
+        app,
+        ["render", "--c=-0.8,-0.18", "--width", "96", "--height", "64", "--frames", "12",
+         "--fps", "12", "--colormap", "twilight", "--supersample", "2", "-o", str(output)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "12 frames, 1.000 s, 96x64" in result.output
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.frames) == (96, 64, 12)
+
+
+def test_render_rejects_bad_input_with_the_field_and_range(tmp_path: Path) -> None:
+    output = tmp_path / "never.mp4"
+    result = runner.invoke(
+        app, ["render", "--width", "801", "--max-iter", "0", "--c=nan,0", "-o", str(output)]
+    )
+    assert result.exit_code == 2
+    assert "width: must be an even number from 16 to 3840, got 801" in result.output
+    assert "max_iter: must be a number from 1 to 10000, got 0" in result.output
+    assert "c.re:" in result.output
+    assert not output.exists()
+
+
+def test_render_paths_from_flags(tmp_path: Path) -> None:
+    output = tmp_path / "line.mp4"
+    result = runner.invoke(
+        app,
+        ["render", "--path", "keyframes", "--points", "0.3,0.5;-0.4,0.6", "--width", "32",
+         "--height", "32", "--duration", "0.5", "--fps", "8", "-o", str(output)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "4 frames" in result.output

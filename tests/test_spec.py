@@ -1,0 +1,116 @@
+import math
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from fractal.chunks import plan_chunks
+from fractal.spec import AnimationSpec, Colormap, format_validation_error
+
+
+def errors_of(**fields: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        AnimationSpec.model_validate(fields)
+    return format_validation_error(caught.value)
+
+
+def test_defaults_are_the_original_animation() -> None:
+    spec = AnimationSpec()
+    assert (spec.width, spec.height, spec.fps, spec.frame_count) == (800, 600, 24, 120)
+    assert spec.duration == 5.0
+    assert spec.max_iter == 500 and spec.scale == 1.2 and spec.supersample == 1
+    assert spec.colormap is Colormap.classic
+    assert spec.c_at(0) == complex(-0.8, -0.18)
+    # c rotates about the origin by 0.01 rad per frame
+    c10 = spec.c_at(10)
+    assert abs(c10) == pytest.approx(abs(complex(-0.8, -0.18)))
+    angle = math.atan2(c10.imag, c10.real) - math.atan2(-0.18, -0.8)
+    assert angle == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "detail"),
+    [
+        ({"width": 801}, "width", "even number from 16 to 3840"),
+        ({"width": 10_000}, "width", "even number from 16 to 3840"),
+        ({"height": 8}, "height", "even number from 16 to 2160"),
+        ({"frames": 0}, "frames", "from 1 to 3600"),
+        ({"frames": 3601}, "frames", "from 1 to 3600"),
+        ({"fps": 0}, "fps", "from 1 to 60"),
+        ({"max_iter": 0}, "max_iter", "from 1 to 10000"),
+        ({"max_iter": 10_001}, "max_iter", "from 1 to 10000"),
+        ({"supersample": 5}, "supersample", "from 1 to 4"),
+        ({"scale": 0}, "scale", "from 1e-12 to 1e+06"),
+        ({"scale": float("inf")}, "scale", "finite"),
+        ({"scale": float("nan")}, "scale", "finite"),
+        ({"c": {"re": float("nan"), "im": 0}}, "c.re", "finite"),
+        ({"c": [0.1, float("inf")]}, "c.im", "finite"),
+        ({"c": "1,2,3"}, "c", "re,im"),
+        ({"fractal": "mandelbulb"}, "fractal", "julia"),
+        ({"colormap": "rainbow"}, "colormap", "classic"),
+        ({"duration": 0}, "duration", "from 0.001 to 3600"),
+        ({"duration": 1000, "fps": 24}, "spec", "allowed 1..3600"),
+        ({"path": {"kind": "spiral"}}, "path", "rotate"),
+        ({"path": {"kind": "line", "points": []}}, "path.line.points", "at least 1"),
+        ({"c": [5, 0]}, "spec", "|c| <= 4"),
+        ({"unknown_field": 1}, "unknown_field", "not permitted"),
+    ],
+)
+def test_bad_input_names_the_field_and_the_allowed_values(
+    fields: dict[str, object], field: str, detail: str
+) -> None:
+    message = errors_of(**fields)
+    assert message.startswith(f"{field}:") or f"\n{field}:" in message, message
+    assert detail in message
+
+
+def test_frames_and_duration() -> None:
+    assert AnimationSpec(duration=2.5, fps=30).frame_count == 75
+    assert AnimationSpec(frames=48, fps=24).duration == 2.0
+    assert AnimationSpec(frames=48, duration=2.0).frame_count == 48
+    assert "disagree" in errors_of(frames=10, duration=2.0)
+
+
+def test_c_shorthands_and_json_round_trip() -> None:
+    spec = AnimationSpec.model_validate({"c": "-0.7,0.27", "center": [0.1, 0]})
+    assert complex(spec.c) == complex(-0.7, 0.27)
+    again = AnimationSpec.model_validate_json(spec.model_dump_json())
+    assert again == spec
+
+
+def test_line_and_keyframe_paths_visit_their_points() -> None:
+    points = [[0.3, 0.5], [-0.4, 0.6]]
+    for kind in ("line", "keyframes"):
+        spec = AnimationSpec(frames=21, c=[-0.8, 0.156], path={"kind": kind, "points": points})
+        assert spec.c_at(0) == pytest.approx(complex(-0.8, 0.156))
+        assert spec.c_at(10) == pytest.approx(complex(0.3, 0.5))
+        assert spec.c_at(20) == pytest.approx(complex(-0.4, 0.6))
+    line = AnimationSpec(frames=3, c=[0, 0], path={"kind": "line", "points": [[1, 1]]})
+    assert line.c_at(1) == pytest.approx(0.5 + 0.5j)
+    smooth = AnimationSpec(frames=21, c=[0, 0], path={"kind": "keyframes", "points": points})
+    straight = AnimationSpec(frames=21, c=[0, 0], path={"kind": "line", "points": points})
+    assert smooth.c_at(5) != pytest.approx(straight.c_at(5))  # a curve, not a polyline
+
+
+def test_spec_module_stays_light_for_the_workflow_sandbox() -> None:
+    code = (
+        "import sys, fractal.spec, fractal.chunks; "
+        "heavy = {'numba', 'av', 'numpy', 'sqlalchemy', 'fractal.settings'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_chunks_cover_every_frame_once_and_are_balanced() -> None:
+    for total, per in [(120, 24), (121, 24), (1, 24), (100, 7), (3600, 1000)]:
+        chunks = plan_chunks(total, per)
+        frames = [f for chunk in chunks for f in range(chunk.first_frame, chunk.stop_frame)]
+        assert frames == list(range(total))
+        sizes = {chunk.frames for chunk in chunks}
+        assert max(sizes) <= per and max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError):
+        plan_chunks(0, 24)

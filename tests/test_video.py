@@ -1,0 +1,115 @@
+import itertools
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from activities.render.frames import FrameRenderer
+from activities.render.local import render_animation
+from activities.render.video import EncoderSettings, concat_segments, render_segment
+from fractal.chunks import plan_chunks
+from fractal.spec import AnimationSpec
+from tests.videos import psnr_yuv, top_level_boxes
+
+
+@pytest.fixture(scope="module")
+def standard_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, AnimationSpec]:
+    """The standard animation rendered in 4 chunks and joined."""
+    spec = AnimationSpec()
+    folder = tmp_path_factory.mktemp("standard")
+    segments = []
+    for chunk in plan_chunks(spec.frame_count, 30):
+        path = folder / f"segment-{chunk.index}.mp4"
+        render_segment(spec, chunk.first_frame, chunk.stop_frame, path)
+        segments.append(path)
+    assert len(segments) == 4
+    output = folder / "julia.mp4"
+    info = concat_segments(segments, output)
+    assert info.frames == 120 and info.duration == Fraction(5)
+    return output, spec
+
+
+def test_joined_video_is_web_playable_h264(standard_video: tuple[Path, AnimationSpec]) -> None:
+    path, _ = standard_video
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.width, stream.height) == (800, 600)
+        assert stream.frames == 120
+        assert stream.duration is not None and stream.time_base is not None
+        assert stream.duration * stream.time_base == Fraction(5)
+        assert container.duration == 5_000_000  # microseconds
+        keyframes = [i for i, frame in enumerate(container.decode(stream)) if frame.key_frame]
+    assert {0, 30, 60, 90} <= set(keyframes)
+    boxes = top_level_boxes(path)
+    assert boxes.index("moov") < boxes.index("mdat"), boxes
+
+
+def test_timestamps_are_continuous_across_segments(
+    standard_video: tuple[Path, AnimationSpec],
+) -> None:
+    path, _ = standard_video
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.dts is not None and p.size]
+    assert stream.time_base is not None
+    frame_ticks = int(Fraction(1, 24) / stream.time_base)
+    dts = [p.dts for p in packets]
+    assert all(b - a == frame_ticks for a, b in itertools.pairwise(dts))
+    pts = sorted(p.pts for p in packets)
+    assert len(pts) == 120
+    assert all(b - a == frame_ticks for a, b in itertools.pairwise(pts))
+    assert all(p.pts >= p.dts for p in packets)
+
+
+def test_joined_frames_are_within_40_db_of_the_raw_frames(
+    standard_video: tuple[Path, AnimationSpec],
+) -> None:
+    path, spec = standard_video
+    renderer = FrameRenderer(spec)
+    worst = float("inf")
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            worst = min(worst, psnr_yuv(frame, renderer.render(index)))
+    assert index == 119
+    assert worst >= 40.0, worst
+
+
+def test_low_quality_encoding_is_caught_by_the_psnr_check(tmp_path: Path) -> None:
+    # The PSNR measure can fail: a very coarse encode falls well below 40 dB.
+    spec = AnimationSpec(frames=6)
+    path = tmp_path / "coarse.mp4"
+    render_segment(spec, 0, 6, path, encoder=EncoderSettings(crf=45))
+    renderer = FrameRenderer(spec)
+    with av.open(str(path)) as container:
+        scores = [psnr_yuv(f, renderer.render(i)) for i, f in enumerate(container.decode(video=0))]
+    assert min(scores) < 35
+
+
+def test_segments_with_different_settings_are_refused(tmp_path: Path) -> None:
+    spec = AnimationSpec(width=64, height=48, frames=4)
+    other = AnimationSpec(width=96, height=48, frames=4)
+    render_segment(spec, 0, 2, tmp_path / "a.mp4")
+    render_segment(other, 2, 4, tmp_path / "b.mp4")
+    with pytest.raises(ValueError, match="different settings"):
+        concat_segments([tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "out.mp4")
+
+
+def test_segment_bounds_are_checked(tmp_path: Path) -> None:
+    spec = AnimationSpec(width=64, height=48, frames=4)
+    with pytest.raises(ValueError, match="outside"):
+        render_segment(spec, 2, 5, tmp_path / "x.mp4")
+
+
+def test_render_animation_in_parallel_chunks(tmp_path: Path) -> None:
+    spec = AnimationSpec(width=160, height=120, frames=50, fps=10, colormap="ocean")
+    seen: list[int] = []
+    info = render_animation(
+        spec, tmp_path / "out.mp4", workers=2, chunk_frames=7, on_frame=seen.append
+    )
+    assert sorted(seen) == list(range(50))
+    assert info.frames == 50 and info.duration == Fraction(5)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 50
