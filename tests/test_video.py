@@ -3,6 +3,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from activities.render.frames import FrameRenderer
@@ -113,3 +114,31 @@ def test_render_animation_in_parallel_chunks(tmp_path: Path) -> None:
     assert info.frames == 50 and info.duration == Fraction(5)
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 50
+
+
+def test_yuv_conversion_is_bt601_with_box_filtered_chroma() -> None:
+    from activities.render.yuv import yuv420_frame
+    from tests.videos import yuv_planes
+
+    rng = np.random.default_rng(7)
+    noisy = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    y, u, v = yuv_planes(yuv420_frame(noisy))
+    # Independent swscale conversion: same luma (to rounding).
+    reference_y = yuv_planes(
+        av.VideoFrame.from_ndarray(noisy, format="rgb24").reformat(format="yuv420p")
+    )[0]
+    assert np.abs(y.astype(int) - reference_y).max() <= 1
+    # Chroma: BT.601 limited range of the mean colour of each 2x2 block.
+    mean = noisy.astype(np.float64).reshape(24, 2, 32, 2, 3).mean(axis=(1, 3))
+    r, g, b = mean[..., 0], mean[..., 1], mean[..., 2]
+    expected_u = 128 + (-38 * r - 74 * g + 112 * b) / 256
+    expected_v = 128 + (112 * r - 94 * g - 18 * b) / 256
+    assert np.abs(u - expected_u).max() <= 1.0
+    assert np.abs(v - expected_v).max() <= 1.0
+    # A flat colour converts exactly as swscale converts it.
+    flat = np.zeros((16, 16, 3), np.uint8)
+    flat[:] = (30, 140, 250)
+    ours = yuv_planes(yuv420_frame(flat))
+    theirs = yuv_planes(av.VideoFrame.from_ndarray(flat, format="rgb24").reformat(format="yuv420p"))
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert np.abs(mine.astype(int) - reference).max() <= 1

@@ -19,6 +19,7 @@ import av
 from fractal.spec import AnimationSpec
 
 from .frames import FrameRenderer
+from .yuv import yuv420_frame
 
 Destination = str | os.PathLike[str] | BinaryIO
 
@@ -99,7 +100,7 @@ def render_segment(
             if should_stop is not None and should_stop():
                 raise RenderCancelled(f"stopped before frame {frame_number}")
             rgb = renderer.render(frame_number)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = yuv420_frame(rgb)
             frame.pts = frame_number - first_frame
             container.mux(stream.encode(frame))
             if on_frame is not None:
