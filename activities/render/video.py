@@ -28,8 +28,11 @@ Destination = str | os.PathLike[str] | BinaryIO
 class EncoderSettings:
     codec: str = "libx264"
     pix_fmt: str = "yuv420p"
+    # Measured on the standard animation (see README): veryfast + tune=animation at CRF 19
+    # is faster, smaller and better (>= 41 dB) than plain veryfast at CRF 18.
     preset: str = "veryfast"
-    crf: int = 18
+    tune: str = "animation"
+    crf: int = 19
     # open-gop=0: every GOP is closed, so a segment never refers to frames of another.
     # The VUI tags say BT.601 limited range, which is what the RGB -> YUV conversion uses,
     # so players convert back with the same matrix.
@@ -40,6 +43,7 @@ class EncoderSettings:
     def codec_options(self, fps: int, threads: int) -> dict[str, str]:
         return {
             "preset": self.preset,
+            "tune": self.tune,
             "crf": str(self.crf),
             "x264-params": self.x264_params,
             "g": str(self.keyframe_seconds * fps),
