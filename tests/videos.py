@@ -10,7 +10,9 @@ import numpy as np
 
 def yuv_planes(frame: av.VideoFrame) -> list[np.ndarray]:
     return [
-        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[
+            :, : plane.width
+        ]
         for plane in frame.planes
     ]
 

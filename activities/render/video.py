@@ -97,6 +97,7 @@ def render_segment(
         stream = container.add_stream(
             encoder.codec, rate=spec.fps, options=encoder.codec_options(spec.fps, threads)
         )
+        assert isinstance(stream, av.VideoStream)
         stream.width = spec.width
         stream.height = spec.height
         stream.pix_fmt = encoder.pix_fmt
@@ -157,7 +158,8 @@ def concat_segments(
                     raise ValueError(f"segment boundary {offset}s is not on the {time_base} grid")
                 end = offset
                 for packet in _packets(source.demux(in_stream)):
-                    assert packet.pts is not None and packet.dts is not None
+                    if packet.pts is None or packet.dts is None or not packet.duration:
+                        raise ValueError("segment packet without timestamps or duration")
                     packet.pts += int(shift)
                     packet.dts += int(shift)
                     end = max(end, (packet.pts + packet.duration) * time_base)

@@ -43,7 +43,7 @@ def rgb_to_yuv420(rgb: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) 
 
 def plane_view(plane: av.video.plane.VideoPlane) -> np.ndarray:
     """A writable (height, width) view of a frame plane (rows may be padded)."""
-    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]
 
 
