@@ -128,6 +128,174 @@ def warmup() -> None:
     typer.echo(f"kernels ready in {time.perf_counter() - started:.2f} s")
 
 
+# -- the service ------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where all state lives (FRACTAL_DATA_DIR, ./data)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="API port (FRACTAL_API_PORT, 8000)")] = None,
+    temporal_port: Annotated[int, typer.Option(help="Embedded Temporal gRPC port")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Embedded Temporal Web UI port")] = 8233,
+) -> None:
+    """Run the whole service on this machine: Temporal, Postgres, Redis, API and a worker."""
+    from fractal.settings import Settings
+    from fractal.up import UpOptions, run_stack
+
+    settings = Settings()
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if port is not None:
+        overrides["api_port"] = port
+    settings = settings.model_copy(update=overrides)
+    from fractal.embedded import EmbeddedServerError
+
+    try:
+        run_stack(settings, UpOptions(temporal_port, ui_port), _serve_api, echo=typer.echo)
+    except EmbeddedServerError as error:
+        typer.echo(f"error: {error} (logs under {settings.data_dir})", err=True)
+        raise typer.Exit(code=1) from None
+
+
+def _serve_api(settings: Any) -> None:
+    import uvicorn
+
+    from api.main import create_app
+
+    try:
+        application = create_app(settings)
+    except RuntimeError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    uvicorn.run(
+        application, host=settings.api_host, port=settings.api_port, proxy_headers=True,
+        log_level="info",
+    )  # fmt: skip
+
+
+@app.command()
+def api() -> None:
+    """Serve the REST API (production process; needs FRACTAL_JWT_SECRET and the services)."""
+    from fractal.settings import Settings
+
+    _serve_api(Settings())
+
+
+@app.command()
+def worker() -> None:
+    """Run a Temporal worker: the render workflow and activities, one slot per core."""
+    from activities.worker import main as worker_main
+
+    worker_main()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (FRACTAL_DATABASE_URL)."""
+    from fractal.migrate import upgrade_database
+    from fractal.settings import Settings
+
+    settings = Settings()
+    if not settings.database_url:
+        typer.echo("error: FRACTAL_DATABASE_URL is not set", err=True)
+        raise typer.Exit(code=2)
+    upgrade_database(settings.database_url)
+    typer.echo("database is up to date")
+
+
+# -- the client -------------------------------------------------------------------------
+
+
+@app.command()
+def login(
+    username: Annotated[str, typer.Option(prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    api_url: Annotated[str, typer.Option("--api", help="API base URL")] = "http://127.0.0.1:8000",
+) -> None:
+    """Log in and keep the token in your config directory (mode 0600)."""
+    from fractal.client import log_in, save_credentials
+
+    try:
+        token, expires_in = log_in(api_url, username, password)
+    except (PermissionError, OSError) as error:
+        typer.echo(f"login failed: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    path = save_credentials(api_url, token, expires_in)
+    typer.echo(f"logged in; token saved to {path}")
+
+
+@app.command()
+def submit(
+    c: Annotated[str | None, typer.Option(help='Start value of c as "re,im"')] = None,
+    width: Annotated[int | None, typer.Option()] = None,
+    height: Annotated[int | None, typer.Option()] = None,
+    fps: Annotated[int | None, typer.Option()] = None,
+    frames: Annotated[int | None, typer.Option()] = None,
+    duration: Annotated[float | None, typer.Option()] = None,
+    max_iter: Annotated[int | None, typer.Option()] = None,
+    colormap: Annotated[Colormap | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait and show progress")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Download the MP4 here (implies --wait)")
+    ] = None,
+) -> None:
+    """Submit an animation to the server you logged in to."""
+    from fractal.client import ApiClient, load_credentials
+
+    options = {
+        "c": c, "width": width, "height": height, "fps": fps, "frames": frames,
+        "duration": duration, "max_iter": max_iter, "colormap": colormap,
+    }  # fmt: skip
+    try:
+        spec = spec_from_options(options)
+        credentials = load_credentials()
+    except ValidationError as error:
+        typer.echo(f"invalid animation spec:\n{format_validation_error(error)}", err=True)
+        raise typer.Exit(code=2) from None
+    except LookupError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(code=1) from None
+    client = ApiClient(credentials["api"], credentials["access_token"])
+    body = spec.model_dump(mode="json", exclude_unset=True)
+    try:
+        task = client.submit(body)
+    except RuntimeError as error:
+        typer.echo(f"submission refused: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"task {task['id']} {task['state']}")
+    if not (wait or output):
+        return
+    task = _follow(client, task)
+    if task["state"] != "succeeded":
+        typer.echo(f"task {task['state']}: {task.get('error') or ''}", err=True)
+        raise typer.Exit(code=1)
+    if output is not None:
+        size = client.download(task["video_url"], output)
+        typer.echo(f"wrote {output} ({size / 1e6:.2f} MB)")
+    else:
+        typer.echo(task["video_url"])
+
+
+def _follow(client: Any, task: dict[str, Any]) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as progress:  # fmt: skip
+        bar = progress.add_task(task["state"], total=task["progress"]["frames_total"])
+        while task["state"] in ("queued", "running"):
+            time.sleep(0.5)
+            task = client.task(task["id"])
+            progress.update(
+                bar, completed=task["progress"]["frames_done"], description=task["state"]
+            )
+    return task
+
+
 def main() -> None:
     app()
 

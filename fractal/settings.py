@@ -6,6 +6,7 @@ service by setting its URL; that is how the Helm chart runs the service.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "fractal-render"
+    # How long an API request waits for an unreachable Temporal before answering 503.
+    temporal_connect_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # Object storage: "local" (a directory, served through the API) or "s3" (MinIO, S3).
     storage: Literal["local", "s3"] = "local"
@@ -71,6 +74,21 @@ class Settings(BaseSettings):
     # A render attempt silent this long counts as lost (its worker died) and is retried.
     render_heartbeat_timeout_seconds: float = Field(default=20.0, gt=0)
     worker_activity_slots: int | None = None  # default: one per core
+    # Renders are batch work: a lower CPU priority keeps an API on the same host responsive.
+    worker_nice: int = Field(default=10, ge=0, le=19)
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The FRACTAL_* variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        secret = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(secret, SecretStr):
+            value = secret.get_secret_value()
+        env[f"FRACTAL_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
 
 
 @lru_cache

@@ -1,0 +1,184 @@
+"""Temporal activities: render one chunk, join the segments, keep the task row current.
+
+They run in the worker's thread pool (synchronous functions): the Numba kernels release
+the GIL, so chunks rendered in parallel threads use the cores without extra processes.
+Every activity is idempotent, because Temporal may run one again after a lost worker.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from fractal.db import FINAL_STATES, Task, TaskChunk, TaskState, session_scope, utcnow
+from fractal.spec import AnimationSpec, format_validation_error
+from fractal.storage import ObjectStore, segment_key, segments_prefix, video_key
+from workflows.contracts import (
+    INVALID_SPEC_ERROR,
+    CleanupInput,
+    JoinInput,
+    JoinResult,
+    RenderChunkInput,
+    RenderChunkResult,
+    TaskStateUpdate,
+)
+
+PROGRESS_WRITE_INTERVAL = 0.5  # seconds between progress rows written per chunk
+
+
+class RenderActivities:
+    """The activities, bound to one object store and database."""
+
+    def __init__(self, store: ObjectStore, sessions: sessionmaker[Session]) -> None:
+        self.store = store
+        self.sessions = sessions
+
+    def all(self) -> list[object]:
+        return [self.render_chunk, self.join_segments, self.delete_segments,
+                self.update_task_state]  # fmt: skip
+
+    # -- rendering -------------------------------------------------------------------
+
+    @activity.defn(name="render_chunk")
+    def render_chunk(self, chunk: RenderChunkInput) -> RenderChunkResult:
+        from activities.render.video import RenderCancelled, render_segment
+
+        try:
+            spec = AnimationSpec.model_validate(chunk.spec)
+        except ValidationError as error:
+            raise ApplicationError(
+                f"invalid animation spec: {format_validation_error(error)}",
+                type=INVALID_SPEC_ERROR,
+                non_retryable=True,
+            ) from None
+        key = segment_key(chunk.task_id, chunk.chunk_index)
+        frames = chunk.stop_frame - chunk.first_frame
+        if self.store.exists(key):
+            # An earlier attempt uploaded it and then lost its worker before reporting.
+            self._write_progress(chunk, frames)
+            return RenderChunkResult(key=key, frames=frames, size=0)
+
+        done = 0
+        last_write = 0.0
+        lock = threading.Lock()
+
+        def frame_done(_: int) -> None:
+            nonlocal done, last_write
+            with lock:
+                done += 1
+                now = time.monotonic()
+                if now - last_write >= PROGRESS_WRITE_INTERVAL:
+                    last_write = now
+                    self._write_progress(chunk, done)
+
+        def should_stop() -> bool:
+            activity.heartbeat(done)
+            return activity.is_cancelled() or activity.is_worker_shutdown()
+
+        with tempfile.TemporaryDirectory(prefix="fractal-chunk-") as scratch:
+            path = Path(scratch) / "segment.mp4"
+            try:
+                render_segment(
+                    spec,
+                    chunk.first_frame,
+                    chunk.stop_frame,
+                    path,
+                    threads=1,  # one encoder thread per chunk; chunks fill the cores
+                    on_frame=frame_done,
+                    should_stop=should_stop,
+                )
+            except RenderCancelled:
+                if activity.is_cancelled():
+                    raise CancelledError("render cancelled") from None
+                raise ApplicationError("worker shutting down; chunk will be retried") from None
+            activity.heartbeat(done)
+            size = self.store.put_file(key, path)
+        self._write_progress(chunk, frames)
+        return RenderChunkResult(key=key, frames=frames, size=size)
+
+    def _write_progress(self, chunk: RenderChunkInput, frames_done: int) -> None:
+        statement = insert(TaskChunk).values(
+            task_id=uuid.UUID(chunk.task_id), chunk_index=chunk.chunk_index,
+            frames_done=frames_done,
+        )  # fmt: skip
+        statement = statement.on_conflict_do_update(
+            index_elements=[TaskChunk.task_id, TaskChunk.chunk_index],
+            set_={"frames_done": frames_done},
+        )
+        try:
+            with session_scope(self.sessions) as session:
+                if session.get(Task, uuid.UUID(chunk.task_id)) is not None:
+                    session.execute(statement)
+        except Exception as error:  # progress is informative: never fail a render for it
+            activity.logger.warning("progress not recorded: %s", error)
+
+    # -- joining -----------------------------------------------------------------------
+
+    @activity.defn(name="join_segments")
+    def join_segments(self, job: JoinInput) -> JoinResult:
+        from activities.render.video import concat_segments
+
+        key = video_key(job.task_id)
+        with tempfile.TemporaryDirectory(prefix="fractal-join-") as scratch:
+            paths = []
+            for index, segment in enumerate(job.segment_keys):
+                path = Path(scratch) / f"{index:05d}.mp4"
+                self.store.get_file(segment, path)
+                paths.append(path)
+                activity.heartbeat(index)
+            output = Path(scratch) / "video.mp4"
+            info = concat_segments(paths, output)
+            size = self.store.put_file(key, output)
+        self.store.delete_prefix(segments_prefix(job.task_id))
+        return JoinResult(
+            key=key, frames=info.frames, duration_seconds=float(info.duration), size=size
+        )
+
+    @activity.defn(name="delete_segments")
+    def delete_segments(self, job: CleanupInput) -> int:
+        if job.include_video:
+            self.store.delete(video_key(job.task_id))
+        return self.store.delete_prefix(segments_prefix(job.task_id))
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    @activity.defn(name="update_task_state")
+    def update_task_state(self, update: TaskStateUpdate) -> bool:
+        """Move the task row on; a deleted row (its user is gone) is not an error."""
+        with session_scope(self.sessions) as session:
+            task = session.scalar(
+                select(Task).where(Task.id == uuid.UUID(update.task_id)).with_for_update()
+            )
+            if task is None or task.state in FINAL_STATES:
+                return False
+            task.state = update.state
+            if update.state == TaskState.running.value:
+                task.started_at = task.started_at or utcnow()
+            if update.state in FINAL_STATES:
+                task.finished_at = utcnow()
+                task.started_at = task.started_at or task.finished_at
+            if update.error is not None:
+                task.error = update.error[:2000]
+            if update.video_key is not None:
+                task.video_key = update.video_key
+                task.video_size = update.video_size
+            if update.frames_done is not None:
+                task.frames_done = update.frames_done
+            elif update.state in FINAL_STATES:
+                task.frames_done = _chunk_frames(session, task)
+            return True
+
+
+def _chunk_frames(session: Session, task: Task) -> int:
+    rows = session.scalars(select(TaskChunk.frames_done).where(TaskChunk.task_id == task.id))
+    return min(sum(rows), task.frames_total)

@@ -1,0 +1,71 @@
+"""Everything the routes share, built once per app from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from api.ratelimit import RateLimiter, Rule
+from fractal.db import make_engine, make_session_factory
+from fractal.settings import Settings
+from fractal.storage import ObjectStore, make_store
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    redis: redis.Redis
+    limiter: RateLimiter
+    submissions: Rule
+    auth_attempts: Rule
+    _temporal: Client | None = None
+    _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppContext:
+        if not settings.database_url:
+            raise RuntimeError("FRACTAL_DATABASE_URL is required")
+        if not settings.redis_url:
+            raise RuntimeError("FRACTAL_REDIS_URL is required")
+        engine = make_engine(settings.database_url)
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=2
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            store=make_store(settings),
+            redis=client,
+            limiter=RateLimiter(client, settings.redis_key_prefix),
+            submissions=Rule("submit", settings.submissions_per_minute, settings.submission_burst),
+            auth_attempts=Rule(
+                "auth", settings.auth_attempts_per_minute, settings.auth_attempts_per_minute
+            ),
+        )
+
+    async def temporal(self) -> Client:
+        """The Temporal client, connected on first use (the API starts without Temporal)."""
+        if self._temporal is None:
+            from fractal.temporal import connect
+
+            async with self._temporal_lock:
+                if self._temporal is None:
+                    self._temporal = await connect(
+                        self.settings.temporal_address,
+                        self.settings.temporal_namespace,
+                        timeout=self.settings.temporal_connect_timeout_seconds,
+                    )
+        return self._temporal
+
+    def close(self) -> None:
+        self.redis.close()
+        self.engine.dispose()

@@ -1,0 +1,57 @@
+"""FastAPI dependencies: the app context, a database session and the current user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from api.context import AppContext
+from api.security import InvalidToken, decode_access_token
+from fractal.db import User
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token")
+
+
+async def get_context(request: Request) -> AppContext:
+    # async: a trivial lookup should not cost a thread-pool hop on every request.
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    with context.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+TokenDep = Annotated[str, Depends(oauth2_scheme)]
+
+UNAUTHORIZED = HTTPException(
+    status_code=status.HTTP_401_UNAUTHORIZED,
+    detail="invalid or expired token",
+    headers={"WWW-Authenticate": "Bearer"},
+)
+
+
+def get_current_user(session: SessionDep, context: ContextDep, token: TokenDep) -> User:
+    try:
+        user_id = decode_access_token(token, context.settings)
+    except InvalidToken:
+        raise UNAUTHORIZED from None
+    user = session.get(User, user_id)
+    if user is None:  # deleted since the token was issued
+        raise UNAUTHORIZED
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,122 @@
+"""Render tasks: submit, list, read, download, cancel or delete."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import select, tuple_
+
+from api.deps import ContextDep, CurrentUser, SessionDep
+from api.schemas import Problem, TaskOut, TaskPage
+from api.tasks import cancel_or_delete, owned_task, submit, task_out
+from fractal.db import Task, TaskState
+from fractal.spec import AnimationSpec
+
+router = APIRouter(prefix="/v1/animations", tags=["animations"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        429: {"model": Problem, "description": "submission rate or active-task cap"},
+        503: {"model": Problem, "description": "Redis or Temporal unavailable"},
+    },
+)
+def create_animation(
+    spec: Annotated[AnimationSpec, Body()],
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+    response: Response,
+) -> TaskOut:
+    """Queue a render. Every spec field is optional; ``{}`` renders the original animation."""
+    task, headers = submit(context, session, user, spec)
+    response.headers.update(headers)
+    response.headers["Location"] = f"/v1/animations/{task.id}"
+    return task_out(context, session, task)
+
+
+def _encode_cursor(task: Task) -> str:
+    raw = f"{task.created_at.isoformat()}|{task.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), uuid.UUID(task_id)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="invalid cursor") from None
+
+
+@router.get("", responses={400: {"model": Problem}})
+def list_animations(
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
+    state: TaskState | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TaskPage:
+    """The caller's animations, newest first."""
+    query = select(Task).where(Task.owner_id == user.id)
+    if state is not None:
+        query = query.where(Task.state == state.value)
+    if cursor:
+        created, task_id = _decode_cursor(cursor)
+        query = query.where(tuple_(Task.created_at, Task.id) < tuple_(created, task_id))
+    rows = list(
+        session.scalars(query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1))
+    )
+    page = rows[:limit]
+    return TaskPage(
+        items=[task_out(context, session, task) for task in page],
+        next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None,
+    )
+
+
+@router.get("/{task_id}", responses=NOT_FOUND)
+def read_animation(
+    task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> TaskOut:
+    return task_out(context, session, owned_task(session, user, task_id))
+
+
+@router.get(
+    "/{task_id}/video",
+    status_code=status.HTTP_302_FOUND,
+    response_class=RedirectResponse,
+    responses={**NOT_FOUND, 409: {"model": Problem, "description": "not rendered yet"}},
+)
+def download_animation(
+    task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RedirectResponse:
+    task = owned_task(session, user, task_id)
+    if task.state != TaskState.succeeded.value or not task.video_key:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"animation is {task.state}")
+    url = context.store.presigned_url(task.video_key, context.settings.presign_expiry_seconds)
+    return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        **NOT_FOUND,
+        202: {"model": TaskOut, "description": "was queued or running: cancellation requested"},
+    },
+)
+def delete_animation(
+    task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> Response:
+    """Cancel a queued or running animation (202), or delete a finished one and its video."""
+    task = owned_task(session, user, task_id)
+    answer: JSONResponse | None = cancel_or_delete(context, session, task)
+    return answer or Response(status_code=status.HTTP_204_NO_CONTENT)

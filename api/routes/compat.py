@@ -1,0 +1,123 @@
+"""The original service's routes, kept so its clients keep working.
+
+Their shapes (201 on reads, ``token_type: "Bearer"``, READY/RUNNING/DONE/FAILED) are the
+original's, not the v1 API's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field, ValidationError
+
+from api.deps import ContextDep, CurrentUser, SessionDep
+from api.routes.auth import authenticate, create_user, limit_auth
+from api.security import create_access_token
+from api.tasks import delete_user, owned_task, spec_summary, submit
+from fractal.db import Task, TaskState
+from fractal.spec import MAX_C_MODULUS, AnimationSpec, format_validation_error
+
+router = APIRouter(tags=["compatibility"])
+
+COMPAT_STATES = {
+    TaskState.queued.value: "READY",
+    TaskState.running.value: "RUNNING",
+    TaskState.succeeded.value: "DONE",
+    TaskState.failed.value: "FAILED",
+    TaskState.canceled.value: "FAILED",
+}
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    password: str = Field(min_length=1, max_length=256)
+
+
+class CompatUser(BaseModel):
+    id: uuid.UUID
+    username: str
+    password: str = ""
+
+
+class CompatToken(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_C_MODULUS, le=MAX_C_MODULUS)]
+
+
+class CompatTaskIn(BaseModel):
+    z_re: Coordinate
+    z_im: Coordinate
+
+
+class CompatTask(BaseModel):
+    id: uuid.UUID
+    z_re: float
+    z_im: float
+    state: str
+    url: str
+
+
+def _compat_task(task: Task, url: str = "") -> CompatTask:
+    return CompatTask(id=task.id, state=COMPAT_STATES[task.state], url=url, **spec_summary(task))
+
+
+@router.post("/sign-up", status_code=status.HTTP_201_CREATED)
+def sign_up(
+    body: Credentials, session: SessionDep, context: ContextDep, request: Request,
+    response: Response,
+) -> CompatUser:  # fmt: skip
+    limit_auth(context, request, response)
+    user = create_user(session, body.username, body.password)
+    return CompatUser(id=user.id, username=user.username)
+
+
+@router.post("/sign-in", status_code=status.HTTP_201_CREATED)
+def sign_in(
+    body: Credentials, session: SessionDep, context: ContextDep, request: Request,
+    response: Response,
+) -> CompatToken:  # fmt: skip
+    limit_auth(context, request, response)
+    user = authenticate(session, body.username, body.password)
+    token, _ = create_access_token(user.id, context.settings)
+    return CompatToken(access_token=token)
+
+
+@router.post("/add", status_code=status.HTTP_201_CREATED)
+def add(
+    body: CompatTaskIn, user: CurrentUser, session: SessionDep, context: ContextDep,
+    response: Response,
+) -> CompatTask:  # fmt: skip
+    """Render the original default animation starting from c = z_re + i z_im."""
+    try:
+        spec = AnimationSpec.model_validate(
+            {**context.settings.compat_spec, "c": {"re": body.z_re, "im": body.z_im}}
+        )
+    except ValidationError as error:  # e.g. |c| > 4 from two in-range coordinates
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=format_validation_error(error)
+        ) from None
+    task, headers = submit(context, session, user, spec)
+    response.headers.update(headers)
+    return _compat_task(task)
+
+
+@router.get("/task/{task_id}", status_code=status.HTTP_201_CREATED)
+def read_task(
+    task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> CompatTask:
+    task = owned_task(session, user, task_id)
+    url = ""
+    if task.state == TaskState.succeeded.value and task.video_key:
+        url = context.store.presigned_url(task.video_key, context.settings.presign_expiry_seconds)
+    return _compat_task(task, url)
+
+
+@router.delete("/delete-user", status_code=status.HTTP_204_NO_CONTENT)
+def delete_account(user: CurrentUser, session: SessionDep, context: ContextDep) -> Response:
+    delete_user(context, session, user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

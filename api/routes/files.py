@@ -1,0 +1,38 @@
+"""Downloads from the local object store, through expiring HMAC-signed URLs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse
+
+from api.deps import ContextDep
+from fractal.storage import InvalidKey, LocalStore
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+
+@router.get(
+    "/{key:path}",
+    response_class=FileResponse,
+    responses={403: {"description": "bad or expired signature"}, 404: {}},
+)
+def download_file(
+    key: str,
+    context: ContextDep,
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query(max_length=128)],
+) -> FileResponse:
+    store = context.store
+    if not isinstance(store, LocalStore):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    if not store.signer.verify(key, expires, signature):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="invalid or expired signature")
+    try:
+        path = store.path_of(key)
+    except InvalidKey:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from None
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+    return FileResponse(path, media_type="video/mp4", filename=path.name)

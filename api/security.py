@@ -1,0 +1,73 @@
+"""Passwords (argon2 through passlib) and access tokens (HS256 JWTs through python-jose)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from jose import JWTError, jwt
+from passlib.context import CryptContext
+
+from fractal.settings import DEFAULT_JWT_SECRET, Settings
+
+# passlib's bcrypt backend breaks on bcrypt 5; argon2 is the better hash anyway.
+password_context = CryptContext(schemes=["argon2"], deprecated="auto")
+# Verified when the username is unknown, so a miss costs as much time as a wrong password.
+_DUMMY_HASH = password_context.hash("not-a-real-password")
+MIN_SECRET_LENGTH = 32
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def hash_password(password: str) -> str:
+    return password_context.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    if password_hash is None:
+        password_context.verify(password, _DUMMY_HASH)
+        return False
+    try:
+        return password_context.verify(password, password_hash)
+    except (ValueError, TypeError):
+        return False
+
+
+def check_jwt_secret(settings: Settings) -> None:
+    """Refuse to serve with a missing, default or short signing secret."""
+    secret = settings.jwt_secret.get_secret_value()
+    if not secret or secret == DEFAULT_JWT_SECRET or len(secret) < MIN_SECRET_LENGTH:
+        raise RuntimeError(
+            "FRACTAL_JWT_SECRET must be set to a random string of at least "
+            f"{MIN_SECRET_LENGTH} characters (for example: openssl rand -hex 32)"
+        )
+
+
+def create_access_token(user_id: uuid.UUID, settings: Settings) -> tuple[str, int]:
+    """A signed token for ``user_id`` and its lifetime in seconds."""
+    lifetime = settings.access_token_minutes * 60
+    now = int(time.time())
+    claims = {"sub": str(user_id), "iat": now, "exp": now + lifetime, "typ": "access"}
+    token = jwt.encode(
+        claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm
+    )
+    return token, lifetime
+
+
+def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
+    """The user id of a valid token; expired, tampered or unsigned tokens raise InvalidToken."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            # Pinned: a token may not choose its own algorithm ("none", RS/HS confusion).
+            algorithms=[settings.jwt_algorithm],
+            options={"require_exp": True, "require_sub": True, "require_iat": True},
+        )
+        if claims.get("typ") != "access":
+            raise InvalidToken("not an access token")
+        return uuid.UUID(str(claims["sub"]))
+    except (JWTError, ValueError, KeyError) as error:
+        raise InvalidToken(str(error)) from None

@@ -1,0 +1,177 @@
+"""Service benchmark: the standard animation through the API vs in-process, and GET latency.
+
+    python -m bench.service            # standard animation (800x600, 120 frames)
+    python -m bench.service --quick    # 320x240, 48 frames: a smoke run
+
+Starts the embedded stack (Postgres, Redis, Temporal, local store) in a temp directory,
+an API in a thread and one worker subprocess, then measures
+
+* end to end: submit -> succeeded -> video downloaded, vs ``render_animation`` in-process
+  (ratio; target <= 1.3x);
+* GET /v1/animations/{id} latency (p50, p99) from 50 concurrent clients while a render runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+STANDARD: dict[str, Any] = {}
+QUICK: dict[str, Any] = {"width": 320, "height": 240, "frames": 48}
+
+
+def render_in_process(spec_fields: dict[str, Any], scratch: Path) -> float:
+    from activities.render.local import render_animation
+    from activities.worker import warm_kernels
+    from fractal.spec import AnimationSpec
+
+    warm_kernels()
+    started = time.perf_counter()
+    render_animation(AnimationSpec.model_validate(spec_fields), scratch / "local.mp4")
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def serve(settings: Any, log_path: Path) -> Any:
+    """``fractal api`` in its own process, as in production (clients here share no GIL)."""
+    from fractal.embedded import stop_process, wait_for_port
+    from fractal.settings import settings_to_env
+
+    env = {**os.environ, **settings_to_env(settings)}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fractal.cli", "api"], env=env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", settings.api_port, timeout=60, process=process)
+        yield f"http://127.0.0.1:{settings.api_port}"
+    finally:
+        stop_process(process)
+
+
+def wait_done(client: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, Any]:
+    while True:
+        task: dict[str, Any] = client.get(f"/v1/animations/{task_id}", headers=headers).json()
+        if task["state"] not in ("queued", "running"):
+            return task
+        time.sleep(0.05)
+
+
+async def get_latencies(
+    base_url: str, headers: dict[str, str], task_id: str, clients: int, stop: threading.Event
+) -> list[float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits) as http:
+
+        async def one_client() -> None:
+            while not stop.is_set():
+                started = time.perf_counter()
+                response = await http.get(f"/v1/animations/{task_id}")
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small animation (smoke run)")
+    parser.add_argument("--clients", type=int, default=50)
+    args = parser.parse_args()
+    spec = QUICK if args.quick else STANDARD
+
+    from fractal.embedded import (
+        embedded_postgres,
+        embedded_redis,
+        embedded_temporal,
+        free_port,
+        stop_process,
+    )
+    from fractal.migrate import upgrade_database
+    from fractal.settings import Settings
+    from fractal.up import start_worker
+
+    with tempfile.TemporaryDirectory(prefix="fractal-bench-") as directory:
+        scratch = Path(directory)
+        local_seconds = render_in_process(spec, scratch)
+        with (
+            embedded_postgres(scratch / "postgres") as database_url,
+            embedded_redis(scratch / "redis") as redis_url,
+            embedded_temporal(scratch / "temporal", headless=True) as temporal_address,
+        ):
+            upgrade_database(database_url)
+            settings = Settings(
+                data_dir=scratch, database_url=database_url, redis_url=redis_url,
+                temporal_address=temporal_address, api_port=free_port(),
+                jwt_secret="bench-" + "s" * 40, submissions_per_minute=1000,
+                submission_burst=100, auth_attempts_per_minute=1000,
+            )  # fmt: skip
+            worker = start_worker(settings, scratch / "worker.log")
+            try:
+                with (
+                    serve(settings, scratch / "api.log") as base_url,
+                    httpx.Client(base_url=base_url) as client,
+                ):
+                    login = {"username": "bench", "password": "bench-password"}
+                    client.post("/v1/auth/signup", json=login).raise_for_status()
+                    token = client.post("/v1/auth/token", data=login).json()["access_token"]
+                    headers = {"Authorization": f"Bearer {token}"}
+                    # Warm-up render: the worker's first task pays for imports and caches.
+                    warm = client.post("/v1/animations", json=QUICK | {"frames": 2},
+                                       headers=headers).json()  # fmt: skip
+                    wait_done(client, headers, warm["id"])
+
+                    started = time.perf_counter()
+                    task = client.post("/v1/animations", json=spec, headers=headers).json()
+                    task = wait_done(client, headers, task["id"])
+                    video = httpx.get(task["video_url"], timeout=120)
+                    service_seconds = time.perf_counter() - started
+                    assert task["state"] == "succeeded" and video.status_code == 200
+
+                    load = client.post("/v1/animations", json=spec, headers=headers).json()
+                    stop = threading.Event()
+                    waiter = threading.Thread(
+                        target=lambda: (wait_done(client, headers, load["id"]), stop.set()),
+                        daemon=True,
+                    )
+                    waiter.start()
+                    latencies = asyncio.run(
+                        get_latencies(base_url, headers, load["id"], args.clients, stop)
+                    )
+                    waiter.join()
+            finally:
+                stop_process(worker)
+
+    latencies.sort()
+    report = {
+        "spec": spec or "standard (800x600, 120 frames)",
+        "in_process_seconds": round(local_seconds, 3),
+        "service_seconds": round(service_seconds, 3),
+        "ratio": round(service_seconds / local_seconds, 3),
+        "ratio_target": 1.3,
+        "get_requests": len(latencies),
+        "get_p50_ms": round(1000 * statistics.median(latencies), 1),
+        "get_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
+        "clients": args.clients,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

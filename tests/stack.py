@@ -1,0 +1,115 @@
+"""A running service for tests: a uvicorn API in a thread and a worker subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from fractal.embedded import free_port, stop_process
+from fractal.settings import Settings, settings_to_env
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-" + "x" * 32
+
+
+@contextlib.contextmanager
+def serve_api(settings: Settings) -> Iterator[str]:
+    """Serve ``create_app(settings)`` on its api_port; yields the base URL."""
+    from api.main import create_app
+
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=settings.api_port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{settings.api_port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    base_url: str
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        log = open(self.settings.data_dir / f"worker-{len(self.workers)}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "activities.worker"], cwd=ROOT, env=env,
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.workers.append(process)
+        return process
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            stop_process(process)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+    def store(self) -> Any:
+        from fractal.storage import make_store
+
+        return make_store(self.settings)
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "jwt_secret": TEST_SECRET,
+        "api_port": free_port(),
+        "temporal_task_queue": f"test-{data_dir.name}",
+        "redis_key_prefix": f"test-{data_dir.name}",
+        "worker_activity_slots": 2,
+        "auth_attempts_per_minute": 10_000,
+        "submissions_per_minute": 10_000,
+        "submission_burst": 1_000,
+        "max_active_tasks": 5,
+        "render_heartbeat_timeout_seconds": 4.0,
+        "compat_spec": {"width": 64, "height": 48, "frames": 24, "max_iter": 100},
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def sign_up_and_log_in(client: httpx.Client, username: str, password: str = "pass-word-1") -> dict:
+    response = client.post("/v1/auth/signup", json={"username": username, "password": password})
+    assert response.status_code == 201, response.text
+    response = client.post("/v1/auth/token", data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def wait_for_state(
+    client: httpx.Client, headers: dict, task_id: str, states: set[str], timeout: float = 120
+) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = client.get(f"/v1/animations/{task_id}", headers=headers).json()
+        if task["state"] in states:
+            return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task stuck in {task['state']}: {task}")
+        time.sleep(0.2)

@@ -1,0 +1,93 @@
+"""`fractal up` as a user runs it: one command, state kept across a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fractal.embedded import free_port, port_is_open
+from tests.stack import ROOT
+
+SMALL = {"width": 64, "height": 48, "frames": 24, "max_iter": 100}
+
+
+def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRACTAL_")}
+    command = [
+        sys.executable, "-m", "fractal.cli", "up", "--data-dir", str(data_dir),
+        "--port", str(ports["api"]), "--temporal-port", str(ports["temporal"]),
+        "--ui-port", str(ports["ui"]),
+    ]  # fmt: skip
+    log = open(data_dir.parent / "up.log", "ab")  # noqa: SIM115
+    # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        assert process.poll() is None, (data_dir.parent / "up.log").read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{ports['api']}/readyz").status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, (data_dir.parent / "up.log").read_text()
+        time.sleep(0.3)
+
+
+def _stop(process: subprocess.Popen[bytes], signum: int, ports: dict[str, int]) -> None:
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)  # what Ctrl-C in a terminal does
+    else:
+        process.send_signal(signum)  # what a service manager does
+    assert process.wait(60) == 0
+    for port in ports.values():
+        assert not port_is_open("127.0.0.1", port), port
+    data_dir = Path(process.args[process.args.index("--data-dir") + 1])  # type: ignore[union-attr]
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()  # Postgres stopped too
+
+
+@pytest.mark.slow
+def test_up_keeps_state_across_restarts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    api = f"http://127.0.0.1:{ports['api']}"
+
+    process = _start(data_dir, ports)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{ports['ui']}/").status_code == 200  # Temporal UI
+        with httpx.Client(base_url=api, timeout=30) as client:
+            credentials = {"username": "keeper", "password": "keeper-pass"}
+            assert client.post("/v1/auth/signup", json=credentials).status_code == 201
+            token = client.post("/v1/auth/token", data=credentials).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            task = client.post("/v1/animations", json=SMALL, headers=headers).json()
+            deadline = time.monotonic() + 120
+            while task["state"] != "succeeded":
+                assert task["state"] in ("queued", "running") and time.monotonic() < deadline
+                time.sleep(0.2)
+                task = client.get(f"/v1/animations/{task['id']}", headers=headers).json()
+    finally:
+        _stop(process, signal.SIGINT, ports)
+    assert (data_dir / "jwt-secret").stat().st_mode & 0o777 == 0o600
+
+    process = _start(data_dir, ports)
+    try:
+        with httpx.Client(base_url=api, timeout=30) as client:
+            # The secret was kept, so the old token is still good.
+            listing = client.get("/v1/animations", headers=headers).json()
+            assert [item["id"] for item in listing["items"]] == [task["id"]]
+            assert listing["items"][0]["state"] == "succeeded"
+            video = client.get(f"/v1/animations/{task['id']}/video", headers=headers)
+            assert video.status_code == 302
+            assert httpx.get(video.headers["Location"]).content[4:8] == b"ftyp"
+    finally:
+        _stop(process, signal.SIGTERM, ports)
