@@ -1,0 +1,413 @@
+{{/*
+Names and labels, as `helm create` lays them out.
+*/}}
+{{- define "fractal.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name, truncated to leave room for the longest component suffix
+("-temporal-ui", "-create-bucket") within the 63 characters of a DNS label.
+*/}}
+{{- define "fractal.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 48 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 48 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 48 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one component's resources: <fullname>-<component>. Call with (list . "api"). */}}
+{{- define "fractal.componentName" -}}
+{{- $root := index . 0 }}
+{{- printf "%s-%s" (include "fractal.fullname" $root) (index . 1) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "fractal.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "fractal.labels" -}}
+helm.sh/chart: {{ include "fractal.chart" . }}
+app.kubernetes.io/name: {{ include "fractal.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fractal-server
+{{- end }}
+
+{{/* Labels of one component's resources. Call with (list . "api"). */}}
+{{- define "fractal.componentLabels" -}}
+{{ include "fractal.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* Selector labels of one component; immutable once deployed. Call with (list . "api"). */}}
+{{- define "fractal.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "fractal.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "fractal.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fractal.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* "repository:tag" of a third-party image block. */}}
+{{- define "fractal.imageRef" -}}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+
+{{/*
+The chart-generated credentials Secret (templates/secret.yaml). Every credential not taken
+from an existingSecret lives there.
+*/}}
+{{- define "fractal.credentialsSecretName" -}}
+{{- include "fractal.componentName" (list . "credentials") }}
+{{- end }}
+
+{{/*
+Container securityContext of the bundled third-party services: same hardening as the app
+(non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp), read-only root.
+*/}}
+{{- define "fractal.backingSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ .Values.backingServices.readOnlyRootFilesystem }}
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Pod securityContext of a bundled service running as uid/gid (list . 999). */}}
+{{- define "fractal.backingPodSecurityContext" -}}
+{{- $id := index . 1 -}}
+runAsNonRoot: true
+runAsUser: {{ $id }}
+runAsGroup: {{ $id }}
+fsGroup: {{ $id }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* ------------------------------------------------------------------------------------
+Addresses and credentials of the backing services: the bundled one when enabled, else the
+external one from values. Each fails with a clear message when a required value is missing.
+*/}}
+
+{{- define "fractal.postgresql.host" -}}
+{{- if .Values.postgresql.enabled }}
+{{- include "fractal.componentName" (list . "postgresql") }}
+{{- else }}
+{{- required "postgresql.host is required when postgresql.enabled=false" .Values.postgresql.host }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.postgresql.secretName" -}}
+{{- if .Values.postgresql.existingSecret }}
+{{- .Values.postgresql.existingSecret }}
+{{- else if or .Values.postgresql.enabled .Values.postgresql.password }}
+{{- include "fractal.credentialsSecretName" . }}
+{{- else }}
+{{- fail "postgresql.existingSecret (or postgresql.password) is required when postgresql.enabled=false" }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.postgresql.secretKey" -}}
+{{- if .Values.postgresql.existingSecret }}
+{{- .Values.postgresql.existingSecretPasswordKey }}
+{{- else }}
+{{- print "postgresql-password" }}
+{{- end }}
+{{- end }}
+
+{{/* The SQLAlchemy URL, with the password left as a reference to $(DATABASE_PASSWORD). */}}
+{{- define "fractal.databaseUrl" -}}
+{{- $pg := .Values.postgresql -}}
+{{- printf "postgresql+psycopg://%s:$(DATABASE_PASSWORD)@%s:%d/%s" $pg.username (include "fractal.postgresql.host" .) (int $pg.port) $pg.database }}
+{{- with $pg.options }}?{{ . }}{{ end }}
+{{- end }}
+
+{{- define "fractal.redis.host" -}}
+{{- if .Values.redis.enabled }}
+{{- include "fractal.componentName" (list . "redis") }}
+{{- else }}
+{{- required "redis.host is required when redis.enabled=false" .Values.redis.host }}
+{{- end }}
+{{- end }}
+
+{{/* Whether Redis has a password: always for the bundled one, optional for an external one. */}}
+{{- define "fractal.redis.hasPassword" -}}
+{{- if or .Values.redis.enabled .Values.redis.existingSecret .Values.redis.password }}true{{ end }}
+{{- end }}
+
+{{- define "fractal.redis.secretName" -}}
+{{- default (include "fractal.credentialsSecretName" .) .Values.redis.existingSecret }}
+{{- end }}
+
+{{- define "fractal.redis.secretKey" -}}
+{{- if .Values.redis.existingSecret }}
+{{- .Values.redis.existingSecretPasswordKey }}
+{{- else }}
+{{- print "redis-password" }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.redisUrl" -}}
+{{- $scheme := ternary "rediss" "redis" .Values.redis.tls -}}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (eq (include "fractal.redis.hasPassword" .) "true") -}}
+{{- printf "%s://%s%s:%d/%d" $scheme $auth (include "fractal.redis.host" .) (int .Values.redis.port) (int .Values.redis.db) }}
+{{- end }}
+
+{{- define "fractal.temporal.address" -}}
+{{- if .Values.temporal.enabled }}
+{{- printf "%s:%d" (include "fractal.componentName" (list . "temporal")) (int .Values.temporal.grpcPort) }}
+{{- else }}
+{{- required "temporal.address is required when temporal.enabled=false" .Values.temporal.address }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.s3.endpoint" -}}
+{{- if .Values.minio.enabled }}
+{{- printf "%s:9000" (include "fractal.componentName" (list . "minio")) }}
+{{- else }}
+{{- required "minio.endpoint is required when minio.enabled=false" .Values.minio.endpoint }}
+{{- end }}
+{{- end }}
+
+{{/* ":8080", or nothing when the gateway listens on the scheme's default port. */}}
+{{- define "fractal.publicPortSuffix" -}}
+{{- $port := int .Values.ingress.publicPort -}}
+{{- if not (has $port (list 80 443)) }}:{{ $port }}{{ end }}
+{{- end }}
+
+{{- define "fractal.publicScheme" -}}
+{{- ternary "https" "http" (gt (len .Values.ingress.tls) 0) }}
+{{- end }}
+
+{{/*
+The browser-facing S3 endpoint that presigned URLs carry. Through the gateway it is a URL,
+so its scheme (https with ingress.tls) is independent of FRACTAL_S3_SECURE, which the
+in-cluster endpoint uses; the service reads both forms (fractal/storage.py).
+*/}}
+{{- define "fractal.s3.publicEndpoint" -}}
+{{- if .Values.minio.publicEndpoint }}
+{{- .Values.minio.publicEndpoint }}
+{{- else if and .Values.minio.enabled .Values.ingress.enabled }}
+{{- include "fractal.publicUrl" (list . .Values.ingress.hosts.s3) }}
+{{- else }}
+{{- include "fractal.s3.endpoint" . }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.s3.secretName" -}}
+{{- if .Values.minio.existingSecret }}
+{{- .Values.minio.existingSecret }}
+{{- else if or .Values.minio.enabled (and .Values.minio.accessKey .Values.minio.secretKey) }}
+{{- include "fractal.credentialsSecretName" . }}
+{{- else }}
+{{- fail "minio.existingSecret (or minio.accessKey and minio.secretKey) is required when minio.enabled=false" }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.s3.accessKeyKey" -}}
+{{- ternary .Values.minio.existingSecretAccessKeyKey "s3-access-key" (not (empty .Values.minio.existingSecret)) }}
+{{- end }}
+
+{{- define "fractal.s3.secretKeyKey" -}}
+{{- ternary .Values.minio.existingSecretSecretKeyKey "s3-secret-key" (not (empty .Values.minio.existingSecret)) }}
+{{- end }}
+
+{{- define "fractal.jwt.secretName" -}}
+{{- default (include "fractal.credentialsSecretName" .) .Values.app.jwt.existingSecret }}
+{{- end }}
+
+{{- define "fractal.jwt.secretKey" -}}
+{{- ternary .Values.app.jwt.existingSecretKey "jwt-secret" (not (empty .Values.app.jwt.existingSecret)) }}
+{{- end }}
+
+{{/* ------------------------------------------------------------------------------------
+Environment of every application container (api, worker, migrate): the FRACTAL_* settings
+of fractal/settings.py. Credentials only by secretKeyRef; the URLs that embed a password
+reference it as $(VAR), which Kubernetes expands from the variable defined just before.
+Inline rather than a ConfigMap, because the pre-install migration hook runs before any
+ordinary resource of the release exists.
+*/}}
+{{- define "fractal.databaseEnv" -}}
+- name: DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fractal.postgresql.secretName" . }}
+      key: {{ include "fractal.postgresql.secretKey" . }}
+- name: FRACTAL_DATABASE_URL
+  value: {{ include "fractal.databaseUrl" . | quote }}
+{{- end }}
+
+{{- define "fractal.appEnv" -}}
+{{ include "fractal.databaseEnv" . }}
+{{- if eq (include "fractal.redis.hasPassword" .) "true" }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fractal.redis.secretName" . }}
+      key: {{ include "fractal.redis.secretKey" . }}
+{{- end }}
+- name: FRACTAL_REDIS_URL
+  value: {{ include "fractal.redisUrl" . | quote }}
+- name: FRACTAL_TEMPORAL_ADDRESS
+  value: {{ include "fractal.temporal.address" . | quote }}
+- name: FRACTAL_TEMPORAL_NAMESPACE
+  value: {{ .Values.temporal.namespace | quote }}
+- name: FRACTAL_TEMPORAL_TASK_QUEUE
+  value: {{ .Values.temporal.taskQueue | quote }}
+- name: FRACTAL_STORAGE
+  value: s3
+- name: FRACTAL_S3_ENDPOINT
+  value: {{ include "fractal.s3.endpoint" . | quote }}
+- name: FRACTAL_S3_PUBLIC_ENDPOINT
+  value: {{ include "fractal.s3.publicEndpoint" . | quote }}
+- name: FRACTAL_S3_SECURE
+  value: {{ .Values.minio.secure | quote }}
+- name: FRACTAL_S3_REGION
+  value: {{ .Values.minio.region | quote }}
+- name: FRACTAL_S3_BUCKET
+  value: {{ .Values.minio.bucket | quote }}
+- name: FRACTAL_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fractal.s3.secretName" . }}
+      key: {{ include "fractal.s3.accessKeyKey" . }}
+- name: FRACTAL_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fractal.s3.secretName" . }}
+      key: {{ include "fractal.s3.secretKeyKey" . }}
+- name: FRACTAL_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fractal.jwt.secretName" . }}
+      key: {{ include "fractal.jwt.secretKey" . }}
+{{- range $name, $value := .Values.app.settings }}
+- name: {{ printf "FRACTAL_%s" (upper $name) }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- with .Values.app.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Init container that waits for Postgres (mode "database": a connection succeeds) or for the
+schema (mode "schema": Alembic has recorded a revision). Runs in the app image, which has
+SQLAlchemy and psycopg. Call with (list . "schema").
+*/}}
+{{- define "fractal.waitContainer" -}}
+{{- $root := index . 0 -}}
+{{- $mode := index . 1 -}}
+- name: wait-for-{{ $mode }}
+  image: {{ include "fractal.image" $root }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  command: ["python", "-c"]
+  args:
+    - |
+      import os, sys, time
+      import sqlalchemy as sa
+      mode = {{ $mode | quote }}
+      query = "SELECT version_num FROM alembic_version" if mode == "schema" else "SELECT 1"
+      engine = sa.create_engine(os.environ["FRACTAL_DATABASE_URL"])
+      deadline = time.monotonic() + {{ int $root.Values.waitTimeoutSeconds }}
+      while True:
+          try:
+              with engine.connect() as connection:
+                  if connection.execute(sa.text(query)).first() is not None:
+                      print(f"{mode} ready", flush=True)
+                      sys.exit(0)
+              reason = "no migration applied yet"
+          except Exception as error:  # not reachable yet, or the table does not exist yet
+              reason = type(error).__name__
+          if time.monotonic() > deadline:
+              sys.exit(f"gave up waiting for the {mode}: {reason}")
+          print(f"waiting for the {mode}: {reason}", flush=True)
+          time.sleep(3)
+  env:
+    {{- include "fractal.databaseEnv" $root | nindent 4 }}
+  resources:
+    {{- toYaml $root.Values.initResources | nindent 4 }}
+  securityContext:
+    {{- toYaml $root.Values.securityContext | nindent 4 }}
+{{- end }}
+
+{{/* Environment of the mc containers: the alias "minio" with the keys from the Secret. */}}
+{{- define "fractal.mcEnv" -}}
+- name: S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fractal.s3.secretName" . }}
+      key: {{ include "fractal.s3.accessKeyKey" . }}
+- name: S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fractal.s3.secretName" . }}
+      key: {{ include "fractal.s3.secretKeyKey" . }}
+- name: MC_HOST_minio
+  value: {{ printf "http://$(S3_ACCESS_KEY):$(S3_SECRET_KEY)@%s" (include "fractal.s3.endpoint" .) | quote }}
+{{- end }}
+
+{{/*
+An Ingress for Traefik routing one host to one Service port. Call with
+(list . "api" "api.localtest.me" "<service>" "<port name>").
+*/}}
+{{- define "fractal.ingress" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $host := index . 2 -}}
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {{ include "fractal.componentName" (list $root $component) }}
+  labels:
+    {{- include "fractal.componentLabels" (list $root $component) | nindent 4 }}
+  {{- with $root.Values.ingress.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  ingressClassName: {{ $root.Values.ingress.className }}
+  {{- with $root.Values.ingress.tls }}
+  tls:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  rules:
+    - host: {{ $host | quote }}
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service:
+                name: {{ index . 3 }}
+                port:
+                  name: {{ index . 4 }}
+{{- end }}
+
+{{/* Browser-facing base URL of a gateway host. */}}
+{{- define "fractal.publicUrl" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s://%s%s" (include "fractal.publicScheme" $root) (index . 1) (include "fractal.publicPortSuffix" $root) }}
+{{- end }}

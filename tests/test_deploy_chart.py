@@ -1,0 +1,525 @@
+"""The Helm chart (deploy/helm/fractal-server), proven offline: it lints, renders with the
+default values, with kind/values.yaml and with every backing service switched to an
+external one; every manifest is valid Kubernetes; and the properties the deployment relies
+on hold in every render (probes, resources, hardening, secrets, hooks, autoscaling, the
+FRACTAL_* settings contract)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+
+helm_python = pytest.importorskip("helm_python", reason="dev dependency helm-python-sdk")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+from fractal.settings import Settings  # noqa: E402
+from tests.deploy_support import (  # noqa: E402
+    CHART_DIR,
+    EXTERNAL_SECRET,
+    KUBE_VERSIONS,
+    Rendered,
+    load_kind_values,
+    render,
+    scenarios,
+)
+
+SCENARIOS = scenarios()
+
+# Containers that serve no probe-able endpoint, and why.
+WITHOUT_LIVENESS = {
+    # A Temporal worker has no HTTP endpoint; its readiness probe checks Temporal is
+    # reachable. Restarting it would not fix an outage, and a stuck activity is caught by
+    # its heartbeat timeout (see templates/worker-deployment.yaml).
+    "worker",
+}
+
+# Names that hold a credential (FRACTAL_ACCESS_TOKEN_MINUTES or FRACTAL_AUTH_ATTEMPTS_... do not).
+SENSITIVE_ENV = re.compile(r"PASSWORD|SECRET|(_KEY|_TOKEN|_AUTH)$", re.IGNORECASE)
+URL_WITH_USERINFO = re.compile(r"^[a-z0-9+.-]+://(?P<user>[^:@/]*)(?::(?P<password>[^@/]*))?@")
+
+
+@cache
+def rendered(name: str) -> Rendered:
+    return render(SCENARIOS[name])
+
+
+@pytest.fixture(params=sorted(SCENARIOS))
+def chart(request: pytest.FixtureRequest) -> Rendered:
+    return rendered(request.param)
+
+
+def pod_value(container: dict[str, Any], pod: dict[str, Any], key: str) -> Any:
+    """A securityContext field as effective for the container (container wins over pod)."""
+    own = (container.get("securityContext") or {}).get(key)
+    return own if own is not None else (pod.get("securityContext") or {}).get(key)
+
+
+def app_env(chart: Rendered, deployment_suffix: str = "-api") -> dict[str, dict[str, Any]]:
+    container = chart.named("Deployment", deployment_suffix)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return {entry["name"]: entry for entry in container["env"]}
+
+
+# --- chart structure ---------------------------------------------------------------------
+
+
+def test_chart_lints_strictly_with_each_value_set() -> None:
+    for name, values in SCENARIOS.items():
+        report = helm_python.lint(
+            str(CHART_DIR), values, strict=True, kube_version=f"v{KUBE_VERSIONS[-1]}"
+        )
+        problems = [m for m in report["messages"] if m["severity"] > 1] + report["errors"]
+        assert not problems, f"{name}: {problems}"
+
+
+def test_one_resource_per_template_and_helpers_define_names() -> None:
+    templates = sorted((CHART_DIR / "templates").iterdir())
+    assert (CHART_DIR / "templates" / "_helpers.tpl") in templates
+    for name, text in rendered("defaults").templates.items():
+        documents = [doc for doc in text.split("\n---") if doc.strip()]
+        assert len(documents) <= 1, f"{name} renders {len(documents)} resources"
+
+
+def test_values_schema_rejects_mistakes() -> None:
+    chart = helm_python.Chart.load(str(CHART_DIR))
+    assert chart.schema is not None
+    chart.validate_schema(load_kind_values())
+    for bad in (
+        {"worker": {"terminationGracePeriodSeconds": 30}},
+        {"image": {"pullPolicy": "Sometimes"}},
+        {"minio": {"bucket": "Not_A_Bucket"}},
+        {"typo": True},
+    ):
+        with pytest.raises(helm_python.HelmValuesError):
+            chart.validate_schema(bad)
+
+
+def test_every_manifest_is_valid_kubernetes(chart: Rendered) -> None:
+    assert chart.documents
+    for document in chart.documents:
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.ValidationError as error:  # pragma: no cover
+                name = f"{document['kind']}/{document['metadata']['name']}"
+                pytest.fail(f"{name} is invalid for Kubernetes {version}: {error}")
+
+
+def test_names_and_labels_follow_helm_conventions(chart: Rendered) -> None:
+    for document in chart.documents:
+        metadata = document["metadata"]
+        assert len(metadata["name"]) <= 63
+        labels = metadata["labels"]
+        assert labels["app.kubernetes.io/instance"] == "fractal"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/name"] == "fractal-server"
+
+
+# --- pods: probes, resources, hardening -----------------------------------------------
+
+
+def test_every_container_has_requests_and_limits(chart: Rendered) -> None:
+    for where, container, _pod, _init in chart.containers():
+        resources = container.get("resources") or {}
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                assert resources.get(kind, {}).get(resource), f"{where}: no {kind}.{resource}"
+
+
+def test_every_container_runs_hardened_as_non_root(chart: Rendered) -> None:
+    for where, container, pod, _init in chart.containers():
+        context = container.get("securityContext") or {}
+        assert context.get("allowPrivilegeEscalation") is False, where
+        assert context.get("capabilities", {}).get("drop") == ["ALL"], where
+        assert not context.get("privileged"), where
+        assert pod_value(container, pod, "runAsNonRoot") is True, where
+        assert pod_value(container, pod, "seccompProfile") == {"type": "RuntimeDefault"}, where
+        run_as = pod_value(container, pod, "runAsUser")
+        assert run_as is None or run_as > 0, where
+
+
+def test_long_running_containers_have_probes(chart: Rendered) -> None:
+    for where, container, _pod, is_init in chart.containers():
+        if is_init or where.startswith("Job/"):
+            continue
+        assert container.get("readinessProbe"), f"{where}: no readiness probe"
+        if container["name"] not in WITHOUT_LIVENESS:
+            assert container.get("livenessProbe"), f"{where}: no liveness probe"
+
+
+def test_api_probes_use_healthz_and_readyz(chart: Rendered) -> None:
+    api = chart.named("Deployment", "-api")["spec"]["template"]["spec"]["containers"][0]
+    assert api["args"] == ["api"]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["ports"][0]["containerPort"] == 8000
+    service = chart.named("Service", "-api")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_no_service_account_token_is_mounted(chart: Rendered) -> None:
+    for workload in chart.workloads():
+        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+# --- credentials ------------------------------------------------------------------------
+
+
+def test_credentials_reach_containers_only_by_secret_key_ref(chart: Rendered) -> None:
+    for where, container, _pod, _init in chart.containers():
+        defined_from_secrets = set()
+        for entry in container.get("env") or []:
+            name, value = entry["name"], entry.get("value")
+            if "valueFrom" in entry:
+                source = entry["valueFrom"]
+                if "secretKeyRef" in source:
+                    defined_from_secrets.add(name)
+                continue
+            assert not SENSITIVE_ENV.search(name), f"{where}: {name} is a literal value"
+            match = URL_WITH_USERINFO.match(value or "")
+            if match and match["password"] is not None:
+                reference = re.fullmatch(r"\$\((\w+)\)", match["password"])
+                assert reference, f"{where}: {name} embeds a literal password"
+                assert reference[1] in defined_from_secrets, f"{where}: {name} -> {reference[1]}"
+            for reference in re.findall(r"\$\((\w+)\)", value or ""):
+                assert reference in defined_from_secrets, f"{where}: {name} uses $({reference})"
+        assert not container.get("envFrom"), f"{where}: envFrom hides where values come from"
+
+
+def test_no_generated_credential_appears_outside_its_secret(chart: Rendered) -> None:
+    secrets = chart.of_kind("Secret")
+    assert len(secrets) <= 1
+    values = [base64.b64decode(v).decode() for s in secrets for v in s.get("data", {}).values()]
+    others = "\n".join(
+        text for path, text in chart.templates.items() if not path.endswith("secret.yaml")
+    )
+    for value in values:
+        assert value not in others
+
+
+def test_defaults_generate_every_credential_and_no_values_default_holds_one() -> None:
+    chart = rendered("defaults")
+    secret = chart.named("Secret", "-credentials")
+    assert set(secret["data"]) == {
+        "jwt-secret",
+        "postgresql-password",
+        "redis-password",
+        "s3-access-key",
+        "s3-secret-key",
+    }
+    jwt = base64.b64decode(secret["data"]["jwt-secret"]).decode()
+    assert len(jwt) == 48 and jwt.isalnum()
+    # A second render (another install) generates new ones: nothing is baked into the chart.
+    again = render({}).named("Secret", "-credentials")
+    assert again["data"]["jwt-secret"] != secret["data"]["jwt-secret"]
+    defaults = helm_python.Chart.load(str(CHART_DIR)).values
+    assert defaults["app"]["jwt"]["secret"] == ""
+    assert defaults["postgresql"]["password"] == ""
+    assert defaults["redis"]["password"] == ""
+    assert defaults["minio"]["accessKey"] == defaults["minio"]["secretKey"] == ""
+
+
+def test_credentials_secret_is_kept_stable_by_lookup_and_exists_before_hooks() -> None:
+    source = (CHART_DIR / "templates" / "secret.yaml").read_text()
+    assert 'lookup "v1" "Secret"' in source and "randAlphaNum" in source
+    secret = rendered("defaults").named("Secret", "-credentials")
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    migrate = rendered("defaults").named("Job", "-migrate")["metadata"]["annotations"]
+    assert int(annotations["helm.sh/hook-weight"]) < int(migrate["helm.sh/hook-weight"])
+
+
+def test_given_credentials_win_and_the_jwt_secret_is_always_set() -> None:
+    chart = render({"app": {"jwt": {"secret": "given-jwt-secret"}}})
+    data = chart.named("Secret", "-credentials")["data"]
+    assert base64.b64decode(data["jwt-secret"]).decode() == "given-jwt-secret"
+    for name in SCENARIOS:
+        env = app_env(rendered(name))
+        assert "secretKeyRef" in env["FRACTAL_JWT_SECRET"]["valueFrom"], name
+
+
+def test_external_services_read_credentials_from_the_existing_secret() -> None:
+    chart = rendered("external-all")
+    assert not chart.of_kind("Secret"), "nothing to generate: every credential is external"
+    env = app_env(chart)
+    for name, key in (
+        ("DATABASE_PASSWORD", "db-password"),
+        ("REDIS_PASSWORD", "redis-password"),
+        ("FRACTAL_S3_ACCESS_KEY", "access-key"),
+        ("FRACTAL_S3_SECRET_KEY", "secret-key"),
+        ("FRACTAL_JWT_SECRET", "jwt-secret"),
+    ):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": EXTERNAL_SECRET, "key": key}
+
+
+# --- backing services switched on and off ---------------------------------------------
+
+
+def test_bundled_services_by_default() -> None:
+    chart = rendered("defaults")
+    postgres = chart.named("StatefulSet", "-postgresql")
+    assert postgres["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    pod = postgres["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == 999
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
+    assert pod["containers"][0]["image"].startswith("postgres:")
+
+    redis = chart.named("Deployment", "-redis")["spec"]["template"]["spec"]
+    assert redis["securityContext"]["runAsUser"] == 999
+    assert redis["containers"][0]["image"].startswith("redis:")
+
+    minio = chart.named("StatefulSet", "-minio")
+    assert minio["spec"]["volumeClaimTemplates"]
+    assert minio["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 1000
+    assert "minio/minio:" in minio["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    temporal = chart.named("Deployment", "-temporal")["spec"]["template"]["spec"]
+    args = temporal["containers"][0]["args"]
+    assert args[:2] == ["server", "start-dev"] and "0.0.0.0" in args
+    assert temporal["containers"][0]["image"].startswith("temporalio/temporal:")
+    assert chart.named("PersistentVolumeClaim", "-temporal")
+    ports = {p["name"]: p["port"] for p in chart.named("Service", "-temporal")["spec"]["ports"]}
+    assert ports == {"grpc": 7233, "ui": 8233}
+
+    bucket_job = chart.named("Job", "-create-bucket")
+    assert "post-install" in bucket_job["metadata"]["annotations"]["helm.sh/hook"]
+    assert "mc" in bucket_job["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    env = app_env(chart)
+    assert env["FRACTAL_TEMPORAL_ADDRESS"]["value"] == "fractal-fractal-server-temporal:7233"
+    assert env["FRACTAL_S3_ENDPOINT"]["value"] == "fractal-fractal-server-minio:9000"
+    assert env["FRACTAL_DATABASE_URL"]["value"] == (
+        "postgresql+psycopg://fractal:$(DATABASE_PASSWORD)"
+        "@fractal-fractal-server-postgresql:5432/fractal"
+    )
+    assert env["FRACTAL_REDIS_URL"]["value"] == (
+        "redis://:$(REDIS_PASSWORD)@fractal-fractal-server-redis:6379/0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "kind", "suffix"),
+    [
+        ("temporal", "Deployment", "-temporal"),
+        ("postgresql", "StatefulSet", "-postgresql"),
+        ("redis", "Deployment", "-redis"),
+        ("minio", "StatefulSet", "-minio"),
+    ],
+)
+def test_each_service_can_be_switched_to_an_external_one(
+    service: str, kind: str, suffix: str
+) -> None:
+    chart = rendered(f"external-{service}")
+    names = [doc["metadata"]["name"] for doc in chart.documents]
+    assert not [name for name in names if name.endswith(suffix)], names
+    env = app_env(chart)
+    expected = {
+        "temporal": ("FRACTAL_TEMPORAL_ADDRESS", "temporal-frontend.temporal.svc:7233"),
+        "postgresql": (
+            "FRACTAL_DATABASE_URL",
+            "postgresql+psycopg://fractal:$(DATABASE_PASSWORD)@db.example.internal:5432/fractal"
+            "?sslmode=require",
+        ),
+        "redis": ("FRACTAL_REDIS_URL", "rediss://:$(REDIS_PASSWORD)@redis.example.internal:6379/0"),
+        "minio": ("FRACTAL_S3_ENDPOINT", "s3.eu-west-1.amazonaws.com"),
+    }[service]
+    assert env[expected[0]]["value"] == expected[1]
+    assert rendered("defaults").named(kind, suffix)  # and it is there when enabled
+
+
+def test_external_storage_settings() -> None:
+    env = app_env(rendered("external-all"))
+    assert env["FRACTAL_S3_SECURE"]["value"] == "true"
+    assert env["FRACTAL_S3_REGION"]["value"] == "eu-west-1"
+    assert env["FRACTAL_S3_BUCKET"]["value"] == "fractal-videos"
+    assert env["FRACTAL_S3_PUBLIC_ENDPOINT"]["value"] == "s3.eu-west-1.amazonaws.com"
+    kinds = {doc["kind"] for doc in rendered("external-all").documents}
+    assert kinds == {
+        "ServiceAccount",
+        "Service",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "Ingress",
+    }
+
+
+def test_credentials_given_as_values_for_external_services() -> None:
+    chart = rendered("external-values-credentials")
+    data = chart.named("Secret", "-credentials")["data"]
+    assert base64.b64decode(data["postgresql-password"]) == b"db-pass-1"
+    assert base64.b64decode(data["s3-access-key"]) == b"AK1"
+    assert "redis-password" not in data  # an external Redis without a password
+    assert app_env(chart)["FRACTAL_REDIS_URL"]["value"] == "redis://redis:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"postgresql": {"enabled": False, "existingSecret": "db"}}, "postgresql.host is required"),
+        ({"postgresql": {"enabled": False, "host": "db"}}, "postgresql.existingSecret"),
+        ({"temporal": {"enabled": False}}, "temporal.address is required"),
+        ({"redis": {"enabled": False}}, "redis.host is required"),
+        ({"minio": {"enabled": False, "endpoint": "s3:9000"}}, "minio.existingSecret"),
+    ],
+)
+def test_missing_external_settings_fail_with_a_clear_message(
+    values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
+        render(values)
+
+
+# --- migrations, workers, autoscaling --------------------------------------------------
+
+
+def test_migration_job_is_a_hook_before_install_and_upgrade() -> None:
+    bundled = rendered("defaults").named("Job", "-migrate")
+    external = rendered("external-postgresql").named("Job", "-migrate")
+    # The bundled Postgres only exists once the release is installed.
+    assert bundled["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert external["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    for job in (bundled, external):
+        annotations = job["metadata"]["annotations"]
+        assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+        pod = job["spec"]["template"]["spec"]
+        assert pod["containers"][0]["args"] == ["migrate"]
+        assert pod["restartPolicy"] == "Never"
+        # Hook pods run before the release's ServiceAccount exists.
+        assert "serviceAccountName" not in pod
+        assert [c["name"] for c in pod["initContainers"]] == ["wait-for-database"]
+
+
+def test_api_and_worker_wait_for_the_schema() -> None:
+    for suffix in ("-api", "-worker"):
+        pod = rendered("defaults").named("Deployment", suffix)["spec"]["template"]["spec"]
+        init = pod["initContainers"][0]
+        assert init["name"] == "wait-for-schema"
+        assert "alembic_version" in init["args"][0]
+        compile(init["args"][0], "wait-for-schema", "exec")  # the inline script is Python
+
+
+def test_worker_outlives_its_heartbeat_timeout_and_runs_one_activity_per_core(
+    chart: Rendered,
+) -> None:
+    worker = chart.named("Deployment", "-worker")
+    pod = worker["spec"]["template"]["spec"]
+    heartbeat = max(30.0, Settings.model_fields["render_heartbeat_timeout_seconds"].default)
+    assert pod["terminationGracePeriodSeconds"] > heartbeat
+    container = pod["containers"][0]
+    assert container["args"] == ["worker"]
+    slots = {e["name"]: e for e in container["env"]}["FRACTAL_WORKER_ACTIVITY_SLOTS"]
+    assert slots["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
+
+
+def test_worker_autoscaler() -> None:
+    chart = rendered("kind")
+    hpa = chart.named("HorizontalPodAutoscaler", "-worker")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": chart.named("Deployment", "-worker")["metadata"]["name"],
+    }
+    metric = hpa["spec"]["metrics"][0]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    # The autoscaler owns the replica count; the Deployment must not fight it.
+    assert "replicas" not in chart.named("Deployment", "-worker")["spec"]
+
+    static = rendered("static-workers-no-ingress")
+    assert not static.of_kind("HorizontalPodAutoscaler")
+    assert static.named("Deployment", "-worker")["spec"]["replicas"] == 3
+
+
+# --- settings contract ------------------------------------------------------------------
+
+
+def test_every_fractal_env_var_is_a_settings_field(chart: Rendered) -> None:
+    prefix = Settings.model_config["env_prefix"]
+    assert prefix == "FRACTAL_"
+    fields = set(Settings.model_fields)
+    seen = set()
+    for where, container, _pod, _init in chart.containers():
+        for entry in container.get("env") or []:
+            if entry["name"].startswith(prefix):
+                field = entry["name"][len(prefix) :].lower()
+                assert field in fields, f"{where}: {entry['name']} is not a Settings field"
+                seen.add(field)
+    app_fields = {
+        "database_url",
+        "redis_url",
+        "temporal_address",
+        "temporal_namespace",
+        "temporal_task_queue",
+        "storage",
+        "s3_endpoint",
+        "s3_public_endpoint",
+        "s3_access_key",
+        "s3_secret_key",
+        "s3_bucket",
+        "s3_secure",
+        "jwt_secret",
+        "api_host",
+        "api_port",
+    }
+    assert app_fields <= seen
+
+
+def test_settings_values_are_valid_for_settings(chart: Rendered) -> None:
+    """The literal FRACTAL_* values the chart sets parse as Settings (types, ranges)."""
+    env = app_env(chart)
+    literal = {
+        name[len("FRACTAL_") :].lower(): entry["value"]
+        for name, entry in env.items()
+        if name.startswith("FRACTAL_") and "value" in entry and "$(" not in entry["value"]
+    }
+    settings = Settings.model_validate({**literal, "_env_file": None})
+    assert settings.storage == "s3"
+    assert settings.api_host == "0.0.0.0"
+
+
+# --- gateway ----------------------------------------------------------------------------
+
+
+def test_traefik_routes_api_temporal_ui_and_s3_by_host() -> None:
+    chart = rendered("kind")
+    routes = {}
+    for ingress in chart.of_kind("Ingress"):
+        assert ingress["spec"]["ingressClassName"] == "traefik"
+        (rule,) = ingress["spec"]["rules"]
+        backend = rule["http"]["paths"][0]["backend"]["service"]
+        routes[rule["host"]] = (backend["name"], backend["port"]["name"])
+    assert routes == {
+        "api.localtest.me": ("fractal-fractal-server-api", "http"),
+        "temporal.localtest.me": ("fractal-fractal-server-temporal", "ui"),
+        "s3.localtest.me": ("fractal-fractal-server-minio", "s3"),
+    }
+    # Presigned URLs carry the browser-facing S3 host, with the gateway's host port.
+    assert app_env(chart)["FRACTAL_S3_PUBLIC_ENDPOINT"]["value"] == "http://s3.localtest.me:8080"
+    assert not rendered("static-workers-no-ingress").of_kind("Ingress")
+
+
+def test_notes_print_the_urls() -> None:
+    notes = rendered("kind").notes
+    for url in (
+        "http://api.localtest.me:8080",
+        "http://temporal.localtest.me:8080",
+        "http://s3.localtest.me:8080",
+    ):
+        assert url in notes
+    assert "port-forward" in rendered("static-workers-no-ingress").notes
+
+
+def test_upgrade_renders_the_same_resources() -> None:
+    install = rendered("kind")
+    upgrade = render(SCENARIOS["kind"], is_upgrade=True)
+    assert sorted(d["metadata"]["name"] for d in upgrade.documents) == sorted(
+        d["metadata"]["name"] for d in install.documents
+    )
