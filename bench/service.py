@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 STANDARD: dict[str, Any] = {}
 QUICK: dict[str, Any] = {"width": 320, "height": 240, "frames": 48}
 
 
 def render_in_process(spec_fields: dict[str, Any], scratch: Path) -> float:
+    from activities.render.frames import warm_kernels
     from activities.render.local import render_animation
-    from activities.worker import warm_kernels
     from fractal.spec import AnimationSpec
 
     warm_kernels()
@@ -119,7 +120,7 @@ def main() -> None:
             settings = Settings(
                 data_dir=scratch, database_url=database_url, redis_url=redis_url,
                 temporal_address=temporal_address, api_port=free_port(),
-                jwt_secret="bench-" + "s" * 40, submissions_per_minute=1000,
+                jwt_secret=SecretStr("bench-" + "s" * 40), submissions_per_minute=1000,
                 submission_burst=100, auth_attempts_per_minute=1000,
             )  # fmt: skip
             worker = start_worker(settings, scratch / "worker.log")
@@ -146,10 +147,12 @@ def main() -> None:
 
                     load = client.post("/v1/animations", json=spec, headers=headers).json()
                     stop = threading.Event()
-                    waiter = threading.Thread(
-                        target=lambda: (wait_done(client, headers, load["id"]), stop.set()),
-                        daemon=True,
-                    )
+
+                    def wait_then_stop() -> None:
+                        wait_done(client, headers, load["id"])
+                        stop.set()
+
+                    waiter = threading.Thread(target=wait_then_stop, daemon=True)
                     waiter.start()
                     latencies = asyncio.run(
                         get_latencies(base_url, headers, load["id"], args.clients, stop)

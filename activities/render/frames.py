@@ -67,3 +67,17 @@ class FrameRenderer:
         if self.spec.supersample > 1:
             box_downsample(self._hi_rgb, self.spec.supersample, self._rgb)
         return self._rgb
+
+
+def warm_kernels() -> None:
+    """Load every Numba kernel (compiling it into the on-disk cache the first time).
+
+    The kernels have explicit signatures, so importing them compiles or loads them; running
+    one tiny frame per colouring also touches every code path once. Call it before
+    threads or processes start rendering, so they never race to fill the cache.
+    """
+    from .yuv import yuv420_frame
+
+    for colormap in Colormap:
+        spec = AnimationSpec(width=16, height=16, frames=1, colormap=colormap, supersample=2)
+        yuv420_frame(FrameRenderer(spec).render(0))
