@@ -30,6 +30,7 @@ def activity_slots(settings: Settings) -> int:
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     from activities.activities import RenderActivities
     from activities.render.frames import warm_kernels
+    from activities.render.memory import pin_mmap_threshold
     from fractal.db import make_engine, make_session_factory
     from fractal.storage import make_store
     from fractal.temporal import connect
@@ -37,6 +38,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     if not settings.database_url:
         raise SystemExit("FRACTAL_DATABASE_URL is required for the worker")
+    pin_mmap_threshold()
     await asyncio.to_thread(warm_kernels)
     engine = make_engine(settings.database_url)
     activities = RenderActivities(make_store(settings), make_session_factory(engine))

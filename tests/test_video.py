@@ -142,3 +142,12 @@ def test_yuv_conversion_is_bt601_with_box_filtered_chroma() -> None:
     theirs = yuv_planes(av.VideoFrame.from_ndarray(flat, format="rgb24").reformat(format="yuv420p"))
     for mine, reference in zip(ours, theirs, strict=True):
         assert np.abs(mine.astype(int) - reference).max() <= 1
+
+
+def test_mmap_threshold_is_pinned_on_glibc() -> None:
+    import platform
+
+    from activities.render.memory import pin_mmap_threshold
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert pin_mmap_threshold() is expected

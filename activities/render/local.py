@@ -12,6 +12,7 @@ from pathlib import Path
 from fractal.chunks import plan_chunks
 from fractal.spec import AnimationSpec
 
+from .memory import pin_mmap_threshold
 from .video import ENCODER, EncoderSettings, VideoInfo, concat_segments, render_segment
 
 
@@ -37,6 +38,7 @@ def render_animation(
     own single-threaded encoder, so the cores are busy without oversubscription. The
     segments are then joined without re-encoding.
     """
+    pin_mmap_threshold()
     workers = workers or default_workers()
     chunks = plan_chunks(spec.frame_count, chunk_frames or spec.fps)
     failed = threading.Event()
