@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,26 @@ def serve(settings: Any, log_path: Path) -> Any:
         stop_process(process)
 
 
+def _phases(task: dict[str, Any]) -> dict[str, float]:
+    """Where the service's time went, from the task's own timestamps."""
+    created, started, finished = (
+        datetime.fromisoformat(task[field]) for field in ("created_at", "started_at", "finished_at")
+    )
+    return {
+        "queued": round((started - created).total_seconds(), 3),
+        "workflow": round((finished - started).total_seconds(), 3),
+    }
+
+
+POLL_SECONDS = 0.05  # how often the benchmark's client asks for the task's state
+
+
 def wait_done(client: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, Any]:
     while True:
         task: dict[str, Any] = client.get(f"/v1/animations/{task_id}", headers=headers).json()
         if task["state"] not in ("queued", "running"):
             return task
-        time.sleep(0.05)
+        time.sleep(POLL_SECONDS)
 
 
 async def get_latencies(
@@ -110,7 +125,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="fractal-bench-") as directory:
         scratch = Path(directory)
-        local_seconds = render_in_process(spec, scratch)
+        # Best of three on both sides: the figures are for the code, not the machine's noise.
+        local_seconds = min(render_in_process(spec, scratch) for _ in range(3))
         with (
             embedded_postgres(scratch / "postgres") as database_url,
             embedded_redis(scratch / "redis") as redis_url,
@@ -138,12 +154,16 @@ def main() -> None:
                                        headers=headers).json()  # fmt: skip
                     wait_done(client, headers, warm["id"])
 
-                    started = time.perf_counter()
-                    task = client.post("/v1/animations", json=spec, headers=headers).json()
-                    task = wait_done(client, headers, task["id"])
-                    video = httpx.get(task["video_url"], timeout=120)
-                    service_seconds = time.perf_counter() - started
-                    assert task["state"] == "succeeded" and video.status_code == 200
+                    runs = []
+                    for _ in range(3):
+                        started = time.perf_counter()
+                        task = client.post("/v1/animations", json=spec, headers=headers).json()
+                        task = wait_done(client, headers, task["id"])
+                        video = httpx.get(task["video_url"], timeout=120)
+                        runs.append((time.perf_counter() - started, task))
+                        assert task["state"] == "succeeded" and video.status_code == 200
+                    service_seconds, task = min(runs, key=lambda run: run[0])
+                    phases = _phases(task)
 
                     load = client.post("/v1/animations", json=spec, headers=headers).json()
                     stop = threading.Event()
@@ -168,6 +188,7 @@ def main() -> None:
         "service_seconds": round(service_seconds, 3),
         "ratio": round(service_seconds / local_seconds, 3),
         "ratio_target": 1.3,
+        "service_phases_seconds": phases,
         "get_requests": len(latencies),
         "get_p50_ms": round(1000 * statistics.median(latencies), 1),
         "get_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
