@@ -41,11 +41,11 @@ UNAUTHORIZED = HTTPException(
 
 def get_current_user(session: SessionDep, context: ContextDep, token: TokenDep) -> User:
     try:
-        user_id = decode_access_token(token, context.settings)
+        identity = decode_access_token(token, context.settings)
     except InvalidToken:
         raise UNAUTHORIZED from None
-    user = session.get(User, user_id)
-    if user is None:  # deleted since the token was issued
+    user = session.get(User, identity.user_id)
+    if user is None or user.username != identity.username:  # deleted since it was issued
         raise UNAUTHORIZED
     return user
 

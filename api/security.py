@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from jose import JWTError, jwt
 from passlib.context import CryptContext
@@ -19,6 +20,16 @@ MIN_SECRET_LENGTH = 32
 
 class InvalidToken(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Who a valid token speaks for: ``sub`` is the username (as the original service's
+    tokens), ``uid`` pins the account, so a token outlives neither a deleted account nor a
+    new account that later takes the same username."""
+
+    username: str
+    user_id: uuid.UUID
 
 
 def hash_password(password: str) -> str:
@@ -45,19 +56,25 @@ def check_jwt_secret(settings: Settings) -> None:
         )
 
 
-def create_access_token(user_id: uuid.UUID, settings: Settings) -> tuple[str, int]:
-    """A signed token for ``user_id`` and its lifetime in seconds."""
+def create_access_token(username: str, user_id: uuid.UUID, settings: Settings) -> tuple[str, int]:
+    """A signed token for the account and its lifetime in seconds."""
     lifetime = settings.access_token_minutes * 60
     now = int(time.time())
-    claims = {"sub": str(user_id), "iat": now, "exp": now + lifetime, "typ": "access"}
+    claims = {
+        "sub": username,
+        "uid": str(user_id),
+        "iat": now,
+        "exp": now + lifetime,
+        "typ": "access",
+    }
     token = jwt.encode(
         claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm
     )
     return token, lifetime
 
 
-def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
-    """The user id of a valid token; expired, tampered or unsigned tokens raise InvalidToken."""
+def decode_access_token(token: str, settings: Settings) -> TokenIdentity:
+    """The identity in a valid token; expired, tampered or unsigned tokens raise InvalidToken."""
     try:
         claims = jwt.decode(
             token,
@@ -68,6 +85,6 @@ def decode_access_token(token: str, settings: Settings) -> uuid.UUID:
         )
         if claims.get("typ") != "access":
             raise InvalidToken("not an access token")
-        return uuid.UUID(str(claims["sub"]))
+        return TokenIdentity(username=str(claims["sub"]), user_id=uuid.UUID(str(claims["uid"])))
     except (JWTError, ValueError, KeyError) as error:
         raise InvalidToken(str(error)) from None

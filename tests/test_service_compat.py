@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+from jose import jwt
 
 from tests.stack import Stack
 
@@ -20,6 +21,8 @@ def test_compat_flow(local_stack: Stack) -> None:
         signed_in = client.post("/sign-in", json=credentials)
         assert signed_in.status_code == 201
         assert signed_in.json()["token_type"] == "Bearer"
+        claims = jwt.get_unverified_claims(signed_in.json()["access_token"])
+        assert claims["sub"] == "legacy" and claims["exp"] > claims["iat"]
         headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
 
         added = client.post("/add", json={"z_re": -0.7, "z_im": 0.27}, headers=headers)

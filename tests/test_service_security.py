@@ -34,27 +34,42 @@ def test_bad_tokens_are_401(local_stack: Stack) -> None:
     with local_stack.client() as client:
         headers = sign_up_and_log_in(client, "carol")
         token = headers["Authorization"].removeprefix("Bearer ")
-        user_id = client.get("/v1/users/me", headers=headers).json()["id"]
+        me = client.get("/v1/users/me", headers=headers).json()
+        user_id = me["id"]
+        assert jwt.get_unverified_claims(token)["sub"] == "carol" == me["username"]
         header, payload, signature = token.split(".")
         now = int(time.time())
-        forged_payload = _b64({"sub": user_id, "iat": now, "exp": now + 3600, "typ": "access",
-                               "admin": True})  # fmt: skip
+        claims = {"sub": "carol", "uid": user_id, "iat": now, "typ": "access"}
+        forged_payload = _b64({**claims, "exp": now + 3600, "admin": True})
         bad_tokens = {
             "tampered payload": f"{header}.{forged_payload}.{signature}",
             "tampered signature": f"{header}.{payload}.{signature[:-4]}AAAA",
             "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{forged_payload}.",
             "wrong key": jwt.encode(
-                {"sub": user_id, "iat": now, "exp": now + 60, "typ": "access"},
+                {**claims, "exp": now + 60},
                 "k" * 40,
                 algorithm="HS256",
             ),
             "expired": jwt.encode(
-                {"sub": user_id, "iat": now - 7200, "exp": now - 3600, "typ": "access"},
+                {
+                    "sub": "carol",
+                    "uid": user_id,
+                    "iat": now - 7200,
+                    "exp": now - 3600,
+                    "typ": "access",
+                },
                 TEST_SECRET,
                 algorithm="HS256",
             ),
             "no exp": jwt.encode(
-                {"sub": user_id, "iat": now, "typ": "access"}, TEST_SECRET, algorithm="HS256"
+                claims,
+                TEST_SECRET,
+                algorithm="HS256",
+            ),
+            "other username": jwt.encode(
+                {**claims, "sub": "mallory", "exp": now + 60},
+                TEST_SECRET,
+                algorithm="HS256",
             ),
             "garbage": "not-a-jwt",
         }
@@ -63,6 +78,17 @@ def test_bad_tokens_are_401(local_stack: Stack) -> None:
             assert response.status_code == 401, name
             assert response.headers["WWW-Authenticate"] == "Bearer"
         assert client.get("/v1/users/me").status_code == 401
+
+
+def test_a_deleted_accounts_token_does_not_open_a_new_account_of_the_same_name(
+    local_stack: Stack,
+) -> None:
+    with local_stack.client() as client:
+        old = sign_up_and_log_in(client, "reused-name")
+        assert client.delete("/v1/users/me", headers=old).status_code == 204
+        new = sign_up_and_log_in(client, "reused-name")
+        assert client.get("/v1/users/me", headers=new).status_code == 200
+        assert client.get("/v1/users/me", headers=old).status_code == 401
 
 
 def test_other_users_tasks_are_404(local_stack: Stack) -> None:

@@ -76,5 +76,5 @@ def token(
 ) -> Token:
     limit_auth(context, request, response)
     user = authenticate(session, form.username, form.password)
-    access_token, lifetime = create_access_token(user.id, context.settings)
+    access_token, lifetime = create_access_token(user.username, user.id, context.settings)
     return Token(access_token=access_token, token_type="bearer", expires_in=lifetime)

@@ -83,7 +83,7 @@ def sign_in(
 ) -> CompatToken:  # fmt: skip
     limit_auth(context, request, response)
     user = authenticate(session, body.username, body.password)
-    token, _ = create_access_token(user.id, context.settings)
+    token, _ = create_access_token(user.username, user.id, context.settings)
     return CompatToken(access_token=token)
 
 
