@@ -34,6 +34,7 @@ from workflows.contracts import (
 )
 
 PROGRESS_WRITE_INTERVAL = 0.5  # seconds between progress rows written per chunk
+HEARTBEAT_INTERVAL = 0.5  # seconds between heartbeats (cancellation is noticed on them)
 
 
 class RenderActivities:
@@ -81,8 +82,14 @@ class RenderActivities:
                     last_write = now
                     self._write_progress(chunk, done)
 
+        last_beat = 0.0
+
         def should_stop() -> bool:
-            activity.heartbeat(done)
+            nonlocal last_beat
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_INTERVAL:
+                last_beat = now
+                activity.heartbeat(done)
             return activity.is_cancelled() or activity.is_worker_shutdown()
 
         with tempfile.TemporaryDirectory(prefix="fractal-chunk-") as scratch:

@@ -89,7 +89,7 @@ def test_cancel_a_running_task(local_stack: Stack) -> None:
         assert response.status_code == 202
         canceled = wait_for_state(client, headers, task["id"], {"canceled", "failed", "succeeded"})
         assert canceled["state"] == "canceled", (canceled["error"], canceled)
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < 5  # "stop within a few seconds"
         assert canceled["video_url"] is None and canceled["finished_at"] is not None
         wait_for_workflow(local_stack, task["id"], "CANCELED")
         assert local_stack.store().list_keys(f"segments/{task['id']}/") == []
