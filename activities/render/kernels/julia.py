@@ -239,48 +239,23 @@ def escape_counts(
             survivors = 0.0
             for k in range(LANES):
                 survivors += lane_alive[k]
-            if survivors == 0.0 or first_steps >= max_iter:
-                continue
-            # Queue the survivors for the longer passes (their results above are temporary).
-            for k in range(used):
-                if lane_alive[k] != 0.0:
-                    target = state[pending // LANES]
-                    target[ZR, pending % LANES] = lane_r[k]
-                    target[ZI, pending % LANES] = lane_i[k]
-                    target[COUNT, pending % LANES] = lane_count[k]
-                    target[ALIVE, pending % LANES] = 1.0
-                    slot[pending] = start + k
-                    pending += 1
-            if pending > TILE:
-                _finish_survivors(
-                    state,
-                    slot,
-                    pending,
-                    first_steps,
-                    cr,
-                    ci,
-                    max_iter,
-                    bailout2,
-                    flat_counts,
-                    flat_r2,
-                    want_r2,
-                    mirror,
-                )
+            if survivors > 0.0 and first_steps < max_iter:
+                # Queue the survivors for the longer passes (their results above are
+                # temporary).
+                for k in range(used):
+                    if lane_alive[k] != 0.0:
+                        target = state[pending // LANES]
+                        target[ZR, pending % LANES] = lane_r[k]
+                        target[ZI, pending % LANES] = lane_i[k]
+                        target[COUNT, pending % LANES] = lane_count[k]
+                        target[ALIVE, pending % LANES] = 1.0
+                        slot[pending] = start + k
+                        pending += 1
+            # Iterate the queue once it is full, and at the very end.
+            if pending > TILE or (row == rows - 1 and col + LANES >= width):
+                _finish_survivors(state, slot, pending, first_steps, cr, ci, max_iter,
+                                  bailout2, flat_counts, flat_r2, want_r2, mirror)  # fmt: skip
                 pending = 0
-    _finish_survivors(
-        state,
-        slot,
-        pending,
-        first_steps,
-        cr,
-        ci,
-        max_iter,
-        bailout2,
-        flat_counts,
-        flat_r2,
-        want_r2,
-        mirror,
-    )
 
 
 def symmetric_view(center: complex) -> bool:
