@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,21 @@ def spec_from_options(options: dict[str, Any]) -> AnimationSpec:
             path["points"] = options["points"]
         data["path"] = path
     return AnimationSpec.model_validate(data)
+
+
+def check_output_path(output: Path) -> None:
+    """Refuse an output the MP4 could not be written to, before any work is done."""
+    folder = output.parent
+    if output.is_dir():
+        problem = f"{output} is a directory"
+    elif not folder.is_dir():
+        problem = f"folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK):
+        problem = f"folder {folder} is not writable"
+    else:
+        return
+    typer.echo(f"cannot write the video: {problem}", err=True)
+    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -85,6 +101,7 @@ def render(
     except ValidationError as error:
         typer.echo(f"invalid animation spec:\n{format_validation_error(error)}", err=True)
         raise typer.Exit(code=2) from None
+    check_output_path(output)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -255,6 +272,8 @@ def submit(
     except LookupError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(code=1) from None
+    if output is not None:
+        check_output_path(output)
     client = ApiClient(credentials["api"], credentials["access_token"])
     body = spec.model_dump(mode="json", exclude_unset=True)
     try:

@@ -43,3 +43,12 @@ def test_render_paths_from_flags(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "4 frames" in result.output
+
+
+def test_render_refuses_an_unwritable_output_before_rendering(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder" / "julia.mp4"
+    result = runner.invoke(app, ["render", "--frames", "2", "-o", str(missing)])
+    assert result.exit_code == 2
+    assert f"folder {missing.parent} does not exist" in result.output
+    result = runner.invoke(app, ["render", "--frames", "2", "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "is a directory" in result.output
