@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -26,9 +27,11 @@ def _points(value: str | None) -> list[str] | None:
     return [point for point in value.split(";") if point.strip()]
 
 
-def spec_from_options(options: dict[str, Any]) -> AnimationSpec:
-    """Build a spec from CLI options; options left at None take the spec's defaults."""
-    data: dict[str, Any] = {
+def spec_from_options(options: dict[str, Any], base: dict[str, Any] | None = None) -> AnimationSpec:
+    """Build a spec from CLI options over ``base``; options left at None take the base's
+    values, then the spec's defaults."""
+    data: dict[str, Any] = dict(base or {})
+    data |= {
         key: value
         for key, value in options.items()
         if value is not None and key not in {"path", "step", "points"}
@@ -251,6 +254,14 @@ def submit(
     duration: Annotated[float | None, typer.Option()] = None,
     max_iter: Annotated[int | None, typer.Option()] = None,
     colormap: Annotated[Colormap | None, typer.Option()] = None,
+    spec_json: Annotated[
+        str | None,
+        typer.Option(
+            "--spec",
+            help='Any spec fields as a JSON object, e.g. \'{"path": {"kind": "line", '
+            '"points": [[0.3, 0.5]]}, "supersample": 2}\'; the flags above override it',
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait and show progress")] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Download the MP4 here (implies --wait)")
@@ -264,7 +275,14 @@ def submit(
         "duration": duration, "max_iter": max_iter, "colormap": colormap,
     }  # fmt: skip
     try:
-        spec = spec_from_options(options)
+        base = json.loads(spec_json) if spec_json else {}
+        if not isinstance(base, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        typer.echo(f"--spec: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    try:
+        spec = spec_from_options(options, base)
         credentials = load_credentials()
     except ValidationError as error:
         typer.echo(f"invalid animation spec:\n{format_validation_error(error)}", err=True)

@@ -36,3 +36,17 @@ def test_login_and_submit(local_stack: Stack, tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 0, result.output
     with av.open(str(output)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 12
+
+    # Any spec field through --spec, flags on top; a bad --spec is refused before sending.
+    output = tmp_path / "line.mp4"
+    spec = '{"path": {"kind": "line", "points": [[0.3, 0.5]]}, "width": 640, "frames": 6}'
+    result = runner.invoke(app, ["submit", "--spec", spec, "--width", "48", "--height", "32",
+                                 "-o", str(output)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.frames) == (48, 32, 6)
+    refused = runner.invoke(app, ["submit", "--spec", "[1, 2]"])
+    assert refused.exit_code == 2 and "--spec: not a JSON object" in refused.output
+    refused = runner.invoke(app, ["submit", "--spec", '{"path": {"kind": "spiral"}}'])
+    assert refused.exit_code == 2 and "path" in refused.output
