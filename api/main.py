@@ -60,6 +60,25 @@ async def reconcile_queued_tasks(context: AppContext, older_than: timedelta) -> 
     return started
 
 
+async def reconcile_forever(context: AppContext, interval: timedelta) -> None:
+    """Reconcile at start (rows older than a few seconds), then every ``interval``.
+
+    A row can be left queued without a workflow when the API process dies between the
+    commit and the start; every API replica sweeps, and the workflow id makes the
+    sweeps of several replicas harmless.
+    """
+    older_than = timedelta(seconds=5)
+    while True:
+        try:
+            started = await reconcile_queued_tasks(context, older_than)
+            if started:
+                log.info("reconcile: started %d lost workflows", started)
+        except Exception as error:  # the database may be down: try again next time
+            log.warning("reconcile failed: %s", error)
+        await asyncio.sleep(interval.total_seconds())
+        older_than = interval
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     check_jwt_secret(settings)
@@ -67,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reconcile = asyncio.create_task(reconcile_queued_tasks(context, timedelta(seconds=5)))
+        reconcile = asyncio.create_task(
+            reconcile_forever(context, timedelta(seconds=settings.reconcile_interval_seconds))
+        )
         try:
             yield
         finally:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # pixels x frames x max_iter of one request (default: 4K x 3600 frames x 500 is too much)
     max_work_units: int = 800 * 600 * 3600 * 500
 
+    # How often each API process starts the workflows of rows left queued without one.
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+
     # Rendering
     # Overrides of the original default animation that the compatibility route /add
     # renders, e.g. FRACTAL_COMPAT_SPEC='{"width": 320, "height": 240}'; empty: the original.

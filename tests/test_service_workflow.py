@@ -102,6 +102,19 @@ def test_lost_workflow_start_is_reconciled_on_restart(local_stack: Stack, tmp_pa
     assert asyncio.run(start_again()) == 1
 
 
+def test_lost_workflow_start_is_reconciled_while_the_api_runs(local_stack: Stack) -> None:
+    settings = local_stack.settings.model_copy(
+        update={"api_port": free_port(), "reconcile_interval_seconds": 1.0}
+    )
+    with serve_api(settings):
+        time.sleep(1.5)  # past the start-up sweep: only the periodic one can find it
+        task_id = _insert_task(local_stack, SMALL, created_at=utcnow() - timedelta(minutes=1))
+        deadline = time.monotonic() + 60
+        while (row := _task_row(local_stack, task_id)).state != "succeeded":
+            assert row.state in ("queued", "running") and time.monotonic() < deadline, row.state
+            time.sleep(0.2)
+
+
 def test_failed_workflow_start_marks_the_row_failed(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
