@@ -114,3 +114,10 @@ def test_chunks_cover_every_frame_once_and_are_balanced() -> None:
         assert max(sizes) <= per and max(sizes) - min(sizes) <= 1
     with pytest.raises(ValueError):
         plan_chunks(0, 24)
+
+
+def test_chunk_count_rounds_up_to_a_multiple_of_the_workers() -> None:
+    assert [c.frames for c in plan_chunks(120, 24, multiple_of=2)] == [20] * 6
+    assert len(plan_chunks(120, 24, multiple_of=4)) == 8
+    assert len(plan_chunks(120, 24, multiple_of=5)) == 5  # already a multiple
+    assert len(plan_chunks(3, 24, multiple_of=8)) == 3  # never more chunks than frames

@@ -33,14 +33,15 @@ def render_animation(
 ) -> VideoInfo:
     """Render ``spec`` to the MP4 ``output``.
 
-    The frames are split into chunks (default: one second of video each) rendered by
-    ``workers`` threads (default: one per core), each running the ``nogil`` kernels and its
-    own single-threaded encoder, so the cores are busy without oversubscription. The
-    segments are then joined without re-encoding.
+    The frames are split into chunks (default: at most one second of video each, as many
+    as a multiple of ``workers``) rendered by ``workers`` threads (default: one per
+    core), each running the ``nogil`` kernels and its own single-threaded encoder, so the
+    cores are busy without oversubscription. The segments are then joined without
+    re-encoding.
     """
     pin_mmap_threshold()
     workers = workers or default_workers()
-    chunks = plan_chunks(spec.frame_count, chunk_frames or spec.fps)
+    chunks = plan_chunks(spec.frame_count, chunk_frames or spec.fps, multiple_of=workers)
     failed = threading.Event()
     with tempfile.TemporaryDirectory(prefix="fractal-render-") as scratch:
         paths = [Path(scratch) / f"segment-{chunk.index:05d}.mp4" for chunk in chunks]
