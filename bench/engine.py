@@ -134,7 +134,7 @@ def process_pool_render(spec: AnimationSpec, workers: int, folder: Path) -> floa
     from activities.render.video import concat_segments
     from fractal.chunks import plan_chunks
 
-    chunks = plan_chunks(spec.frame_count, spec.fps)
+    chunks = plan_chunks(spec.frame_count, spec.fps, multiple_of=workers)
     paths = [str(folder / f"proc-{chunk.index}.mp4") for chunk in chunks]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
