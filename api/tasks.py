@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import AppContext
 from api.schemas import Progress, TaskOut
+from fractal.chunks import plan_render_chunks
 from fractal.db import ACTIVE_STATES, Task, TaskState, User, frames_done, utcnow
 from fractal.spec import AnimationSpec
 from fractal.temporal import workflow_id_for
@@ -55,12 +56,14 @@ def work_units(spec: AnimationSpec) -> int:
 
 
 def render_request(context: AppContext, task: Task) -> RenderRequest:
-    fps = int(task.spec.get("fps", 24))
+    spec = AnimationSpec.model_validate(task.spec)
+    frames_per_chunk = max(1, round(context.settings.chunk_seconds * spec.fps))
     return RenderRequest(
         task_id=str(task.id),
         spec=task.spec,
         frames_total=task.frames_total,
-        frames_per_chunk=max(1, round(context.settings.chunk_seconds * fps)),
+        frames_per_chunk=frames_per_chunk,
+        chunk_stops=[chunk.stop_frame for chunk in plan_render_chunks(spec, frames_per_chunk)],
         max_parallel_chunks=context.settings.max_parallel_chunks,
         heartbeat_timeout_seconds=context.settings.render_heartbeat_timeout_seconds,
     )

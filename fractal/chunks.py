@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fractal.spec import AnimationSpec
+
+# Relative cost of a frame as a function of the escape count n of the critical point 0 under
+# z -> z**2 + c: 1 + n / CRITICAL_ITERATIONS_PER_FRAME_COST. Fitted on the standard
+# animation, where frame render times follow n with a correlation of 0.99 (a frame whose c
+# is in the Mandelbrot set, n = max_iter = 500, costs about 5 frames with n < 10).
+CRITICAL_ITERATIONS_PER_FRAME_COST = 125.0
 
 
 @dataclass(frozen=True)
@@ -41,3 +54,69 @@ def plan_chunks(total_frames: int, frames_per_chunk: int, multiple_of: int = 1) 
         chunks.append(Chunk(index, first, first + size))
         first += size
     return chunks
+
+
+def chunks_from_stops(stops: Sequence[int]) -> list[Chunk]:
+    """Chunks ending (exclusive) at each of ``stops``, the first starting at frame 0."""
+    starts = [0, *stops[:-1]]
+    return [
+        Chunk(index, first, stop)
+        for index, (first, stop) in enumerate(zip(starts, stops, strict=True))
+    ]
+
+
+def critical_escape(c: complex, max_iter: int) -> int:
+    """Iterations until the orbit of 0 under z -> z**2 + c leaves |z| <= 2 (max_iter: never)."""
+    z = 0j
+    for n in range(max_iter):
+        z = z * z + c
+        if z.real * z.real + z.imag * z.imag > 4.0:
+            return n
+    return max_iter
+
+
+def frame_costs(spec: AnimationSpec) -> list[float]:
+    """Estimated relative render cost of every frame (pure Python, deterministic).
+
+    A Julia frame is expensive when c is in or near the Mandelbrot set: then many pixels
+    escape slowly or not at all. The orbit of the critical point measures exactly that.
+    """
+    return [
+        1.0 + critical_escape(spec.c_at(frame), spec.max_iter) / CRITICAL_ITERATIONS_PER_FRAME_COST
+        for frame in range(spec.frame_count)
+    ]
+
+
+def plan_balanced_chunks(costs: Sequence[float], count: int) -> list[Chunk]:
+    """``count`` consecutive chunks (fewer if there are fewer frames) of about equal cost.
+
+    Equal-cost chunks finish together whatever order the workers take them in, so the end
+    of a render is not one expensive chunk running alone while the other workers idle.
+    """
+    if not costs:
+        raise ValueError("no frames to plan")
+    count = max(1, min(count, len(costs)))
+    cumulative = list(itertools.accumulate(costs))
+    total = cumulative[-1]
+    stops: list[int] = []
+    for index in range(1, count):
+        # The frame boundary closest to the ideal cut, keeping one frame per chunk at least.
+        ideal = total * index / count
+        stop = bisect.bisect_left(cumulative, ideal)
+        if stop > 0 and ideal - cumulative[stop - 1] < cumulative[stop] - ideal:
+            stop -= 1
+        stop += 1
+        low = (stops[-1] if stops else 0) + 1
+        high = len(costs) - (count - index)
+        stops.append(min(max(stop, low), high))
+    stops.append(len(costs))
+    return chunks_from_stops(stops)
+
+
+def plan_render_chunks(
+    spec: AnimationSpec, frames_per_chunk: int, multiple_of: int = 1
+) -> list[Chunk]:
+    """The chunks to render ``spec`` in: as many as ``plan_chunks`` would make (at most
+    ``frames_per_chunk`` frames each on average), cut where the estimated costs balance."""
+    count = len(plan_chunks(spec.frame_count, frames_per_chunk, multiple_of))
+    return plan_balanced_chunks(frame_costs(spec), count)

@@ -121,3 +121,36 @@ def test_chunk_count_rounds_up_to_a_multiple_of_the_workers() -> None:
     assert len(plan_chunks(120, 24, multiple_of=4)) == 8
     assert len(plan_chunks(120, 24, multiple_of=5)) == 5  # already a multiple
     assert len(plan_chunks(3, 24, multiple_of=8)) == 3  # never more chunks than frames
+
+
+def test_balanced_chunks_cover_every_frame_once_with_about_equal_cost() -> None:
+    from fractal.chunks import chunks_from_stops, frame_costs, plan_balanced_chunks
+
+    spec = AnimationSpec()
+    costs = frame_costs(spec)
+    # The standard animation's last frames have c in the Mandelbrot set: far costlier.
+    assert min(costs[114:]) > 3 * max(costs[:100])
+    for count in (1, 2, 5, 6, 17, 120):
+        chunks = plan_balanced_chunks(costs, count)
+        assert len(chunks) == count
+        frames = [f for chunk in chunks for f in range(chunk.first_frame, chunk.stop_frame)]
+        assert frames == list(range(120))
+        shares = [sum(costs[c.first_frame : c.stop_frame]) for c in chunks]
+        if count <= 6:
+            # Whole frames cannot split exactly; within one costly frame of equal.
+            assert max(shares) - min(shares) <= 2 * max(costs)
+    six = plan_balanced_chunks(costs, 6)
+    assert six[-1].frames < six[0].frames  # the costly end gets fewer frames
+    assert plan_balanced_chunks([1.0] * 3, 5) == chunks_from_stops([1, 2, 3])
+    assert [c.frames for c in plan_balanced_chunks([1.0] * 12, 4)] == [3, 3, 3, 3]
+    with pytest.raises(ValueError):
+        plan_balanced_chunks([], 2)
+
+
+def test_render_chunks_follow_the_frame_budget_and_the_workers() -> None:
+    from fractal.chunks import plan_render_chunks
+
+    spec = AnimationSpec()
+    assert len(plan_render_chunks(spec, 24)) == 5
+    assert len(plan_render_chunks(spec, 24, multiple_of=2)) == 6
+    assert len(plan_render_chunks(AnimationSpec(frames=2), 24, multiple_of=4)) == 2

@@ -21,6 +21,9 @@ class RenderRequest:
     frames_total: int
     frames_per_chunk: int
     max_parallel_chunks: int = 16
+    # Where each chunk ends (exclusive), cut by estimated cost (fractal.chunks); empty:
+    # equal chunks of frames_per_chunk.
+    chunk_stops: list[int] = field(default_factory=list)
     # Seconds without a heartbeat after which a render attempt counts as lost (worker died).
     heartbeat_timeout_seconds: float = 20.0
 

@@ -14,7 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from fractal.chunks import plan_chunks
+    from fractal.chunks import chunks_from_stops, plan_chunks
     from workflows.contracts import (
         INVALID_SPEC_ERROR,
         RENDER_WORKFLOW,
@@ -52,7 +52,11 @@ class RenderAnimationWorkflow:
 
     @workflow.run
     async def run(self, request: RenderRequest) -> JoinResult:
-        chunks = plan_chunks(request.frames_total, request.frames_per_chunk)
+        chunks = (
+            chunks_from_stops(request.chunk_stops)
+            if request.chunk_stops
+            else plan_chunks(request.frames_total, request.frames_per_chunk)
+        )
         self._progress = RenderProgress(
             state="running",
             chunks_total=len(chunks),

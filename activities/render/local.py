@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from fractal.chunks import plan_chunks
+from fractal.chunks import plan_render_chunks
 from fractal.spec import AnimationSpec
 
 from .memory import pin_mmap_threshold
@@ -33,15 +33,15 @@ def render_animation(
 ) -> VideoInfo:
     """Render ``spec`` to the MP4 ``output``.
 
-    The frames are split into chunks (default: at most one second of video each, as many
-    as a multiple of ``workers``) rendered by ``workers`` threads (default: one per
-    core), each running the ``nogil`` kernels and its own single-threaded encoder, so the
-    cores are busy without oversubscription. The segments are then joined without
-    re-encoding.
+    The frames are split into chunks (default: one second of video each on average, as
+    many as a multiple of ``workers``, cut where their estimated costs balance), rendered
+    by ``workers`` threads (default: one per core), each running the ``nogil`` kernels and
+    its own single-threaded encoder, so the cores are busy without oversubscription. The
+    segments are then joined without re-encoding.
     """
     pin_mmap_threshold()
     workers = workers or default_workers()
-    chunks = plan_chunks(spec.frame_count, chunk_frames or spec.fps, multiple_of=workers)
+    chunks = plan_render_chunks(spec, chunk_frames or spec.fps, multiple_of=workers)
     failed = threading.Event()
     with tempfile.TemporaryDirectory(prefix="fractal-render-") as scratch:
         paths = [Path(scratch) / f"segment-{chunk.index:05d}.mp4" for chunk in chunks]
