@@ -64,12 +64,7 @@ class RenderAnimationWorkflow:
             frames_total=request.frames_total,
         )
         try:
-            # Recorded alongside the first chunks rather than before them: the row update
-            # is bookkeeping, the render should not wait for it. A late "running" after a
-            # final state is ignored by update_task_state.
-            running = asyncio.ensure_future(
-                self._set_state(TaskStateUpdate(request.task_id, "running"))
-            )
+            await self._set_state(TaskStateUpdate(request.task_id, "running"))
             limit = asyncio.Semaphore(max(1, request.max_parallel_chunks))
 
             async def render(chunk_index: int) -> RenderChunkResult:
@@ -97,7 +92,6 @@ class RenderAnimationWorkflow:
                 return result
 
             results = await _gather_all_or_cancel([render(c.index) for c in chunks])
-            await running
             self._progress.state = "joining"
             joined: JoinResult = await workflow.execute_activity(
                 "join_segments",
