@@ -76,16 +76,31 @@ def critical_escape(c: complex, max_iter: int) -> int:
     return max_iter
 
 
+# Bounds on the estimate's own work (it runs in the API's request path): at most this many
+# sampled frames, each following the critical orbit at most this many iterations (worst
+# case about 0.1 s of Python).
+COST_SAMPLES = 120
+COST_ITERATIONS = 1000
+
+
 def frame_costs(spec: AnimationSpec) -> list[float]:
     """Estimated relative render cost of every frame (pure Python, deterministic).
 
     A Julia frame is expensive when c is in or near the Mandelbrot set: then many pixels
     escape slowly or not at all. The orbit of the critical point measures exactly that.
+    Long animations are sampled (each frame takes the cost of the sample before it), and an
+    orbit still bounded after ``COST_ITERATIONS`` counts as never escaping.
     """
-    return [
-        1.0 + critical_escape(spec.c_at(frame), spec.max_iter) / CRITICAL_ITERATIONS_PER_FRAME_COST
-        for frame in range(spec.frame_count)
-    ]
+    frames = spec.frame_count
+    step = -(-frames // COST_SAMPLES)
+    limit = min(spec.max_iter, COST_ITERATIONS)
+    costs: list[float] = []
+    for sample in range(0, frames, step):
+        escape = critical_escape(spec.c_at(sample), limit)
+        iterations = spec.max_iter if escape >= limit else escape
+        cost = 1.0 + iterations / CRITICAL_ITERATIONS_PER_FRAME_COST
+        costs.extend([cost] * min(step, frames - sample))
+    return costs
 
 
 def plan_balanced_chunks(costs: Sequence[float], count: int) -> list[Chunk]:

@@ -154,3 +154,27 @@ def test_render_chunks_follow_the_frame_budget_and_the_workers() -> None:
     assert len(plan_render_chunks(spec, 24)) == 5
     assert len(plan_render_chunks(spec, 24, multiple_of=2)) == 6
     assert len(plan_render_chunks(AnimationSpec(frames=2), 24, multiple_of=4)) == 2
+
+
+def test_cost_estimate_is_bounded_for_the_largest_animations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fractal import chunks
+
+    calls: list[int] = []
+    original = chunks.critical_escape
+
+    def counted(c: complex, max_iter: int) -> int:
+        calls.append(max_iter)
+        return original(c, max_iter)
+
+    monkeypatch.setattr(chunks, "critical_escape", counted)
+    # c = -1 never escapes: the worst case for the estimate, which runs in the API.
+    spec = AnimationSpec(
+        c=[-1, 0], max_iter=10_000, frames=3600, path={"kind": "rotate", "step": 0}
+    )
+    costs = chunks.frame_costs(spec)
+    assert len(costs) == 3600 and len(set(costs)) == 1
+    assert costs[0] == 1.0 + 10_000 / chunks.CRITICAL_ITERATIONS_PER_FRAME_COST
+    assert len(calls) <= chunks.COST_SAMPLES
+    assert max(calls) <= chunks.COST_ITERATIONS
