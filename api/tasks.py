@@ -128,11 +128,16 @@ def submit(
     return task, headers
 
 
+def video_url(context: AppContext, task: Task) -> str | None:
+    """A fresh presigned download URL of the task's video; None until it succeeded."""
+    if task.state != TaskState.succeeded.value or not task.video_key:
+        return None
+    return context.store.presigned_url(task.video_key, context.settings.presign_expiry_seconds)
+
+
 def task_out(context: AppContext, session: Session, task: Task) -> TaskOut:
     done = frames_done(session, task)
-    url = None
-    if task.state == TaskState.succeeded.value and task.video_key:
-        url = context.store.presigned_url(task.video_key, context.settings.presign_expiry_seconds)
+    url = video_url(context, task)
     return TaskOut(
         id=task.id,
         state=task.state,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,8 @@ import httpx
 import uvicorn
 
 from fractal.embedded import free_port, stop_process
-from fractal.settings import Settings, settings_to_env
+from fractal.settings import Settings
+from fractal.up import start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-" + "x" * 32
@@ -53,12 +52,8 @@ class Stack:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}
-        log = open(self.settings.data_dir / f"worker-{len(self.workers)}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "activities.worker"], cwd=ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        log_path = self.settings.data_dir / f"worker-{len(self.workers)}.log"
+        process = start_worker(self.settings, log_path)
         self.workers.append(process)
         return process
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, tuple_
 
 from api.deps import ContextDep, CurrentUser, SessionDep
 from api.schemas import Problem, TaskOut, TaskPage
-from api.tasks import cancel_or_delete, owned_task, submit, task_out
+from api.tasks import cancel_or_delete, owned_task, submit, task_out, video_url
 from fractal.db import Task, TaskState
 from fractal.spec import AnimationSpec
 
@@ -99,9 +99,9 @@ def download_animation(
     task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
 ) -> RedirectResponse:
     task = owned_task(session, user, task_id)
-    if task.state != TaskState.succeeded.value or not task.video_key:
+    url = video_url(context, task)
+    if url is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"animation is {task.state}")
-    url = context.store.presigned_url(task.video_key, context.settings.presign_expiry_seconds)
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from api.deps import ContextDep, CurrentUser, SessionDep
 from api.routes.auth import authenticate, create_user, limit_auth
 from api.security import create_access_token
-from api.tasks import delete_user, owned_task, spec_summary, submit
+from api.tasks import delete_user, owned_task, spec_summary, submit, video_url
 from fractal.db import Task, TaskState
 from fractal.spec import MAX_C_MODULUS, AnimationSpec, format_validation_error
 
@@ -111,10 +111,7 @@ def read_task(
     task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
 ) -> CompatTask:
     task = owned_task(session, user, task_id)
-    url = ""
-    if task.state == TaskState.succeeded.value and task.video_key:
-        url = context.store.presigned_url(task.video_key, context.settings.presign_expiry_seconds)
-    return _compat_task(task, url)
+    return _compat_task(task, video_url(context, task) or "")
 
 
 @router.delete("/delete-user", status_code=status.HTTP_204_NO_CONTENT)
