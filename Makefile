@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run render test lint bench bench-service clean
+.PHONY: run render test lint bench bench-service docs migration clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,20 +21,28 @@ run: $(STAMP)
 render: $(STAMP)
 	$(BIN)/fractal render -o julia.mp4
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# Lint and types, then every test (real Temporal, Postgres, Redis and S3 servers).
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy fractal activities workflows api
+	$(BIN)/mypy fractal activities workflows api tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 
 bench-service: $(STAMP)
 	$(BIN)/python -m bench.service
+
+# Rewrite the documentation generated from the code (docs/configuration.md).
+docs: $(STAMP)
+	$(BIN)/python -m tests.docs_sync
+
+# A new Alembic migration for what the models changed: make migration NAME="add x to y"
+migration: $(STAMP)
+	$(BIN)/python -m fractal.migrate revision "$(NAME)"
 
 clean:
 	rm -rf $(VENV) julia.mp4

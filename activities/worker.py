@@ -22,26 +22,25 @@ log = logging.getLogger("fractal.worker")
 
 
 def activity_slots(settings: Settings) -> int:
-    from activities.render.local import default_workers
+    from fractal.engine import default_workers
 
     return settings.worker_activity_slots or default_workers()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    from activities.activities import RenderActivities
-    from activities.render.frames import warm_kernels
-    from activities.render.memory import pin_mmap_threshold
+    from activities.render import WorkerActivities
     from fractal.db import make_engine, make_session_factory
+    from fractal.engine import pin_mmap_threshold, warm_kernels
     from fractal.storage import make_store
     from fractal.temporal import connect
-    from workflows.workflows import RenderAnimationWorkflow
+    from workflows.render import RenderAnimationWorkflow
 
     if not settings.database_url:
         raise SystemExit("FRACTAL_DATABASE_URL is required for the worker")
     pin_mmap_threshold()
     await asyncio.to_thread(warm_kernels)
     engine = make_engine(settings.database_url)
-    activities = RenderActivities(make_store(settings), make_session_factory(engine))
+    activities = WorkerActivities(make_store(settings), make_session_factory(engine))
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     slots = activity_slots(settings)
     stop = stop or asyncio.Event()
@@ -50,13 +49,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             client,
             task_queue=settings.temporal_task_queue,
             workflows=[RenderAnimationWorkflow],
-            activities=activities.all(),  # type: ignore[arg-type]
+            activities=activities.all(),
             activity_executor=executor,
             max_concurrent_activities=slots,
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
-        log.info("worker on %s, queue %s, %d activity slots",
-                 settings.temporal_address, settings.temporal_task_queue, slots)  # fmt: skip
+        log.info(
+            "worker on %s, queue %s, %d activity slots",
+            settings.temporal_address,
+            settings.temporal_task_queue,
+            slots,
+        )
         async with worker:
             await stop.wait()
     engine.dispose()

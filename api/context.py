@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import redis
@@ -10,10 +11,22 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from api import paths
+from api.errors import RateLimited, service_unavailable
 from api.ratelimit import RateLimiter, Rule
 from fractal.db import make_engine, make_session_factory
 from fractal.settings import Settings
 from fractal.storage import ObjectStore, make_store
+
+log = logging.getLogger("fractal.api")
+
+
+def public_base_url(settings: Settings) -> str:
+    """Where browsers reach this API (the base of the local store's signed links)."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.api_port}"
 
 
 @dataclass
@@ -43,7 +56,7 @@ class AppContext:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            store=make_store(settings),
+            store=make_store(settings, public_base_url(settings) + paths.FILES),
             redis=client,
             limiter=RateLimiter(client, settings.redis_key_prefix),
             submissions=Rule("submit", settings.submissions_per_minute, settings.submission_burst),
@@ -65,6 +78,18 @@ class AppContext:
                         timeout=self.settings.temporal_connect_timeout_seconds,
                     )
         return self._temporal
+
+    def spend_rate_limit(self, rule: Rule, subject: str) -> dict[str, str]:
+        """Take one token of ``rule`` for ``subject``; the ``RateLimit-*`` headers to answer
+        with. 429 when none is left, 503 when Redis is down (nothing is let through)."""
+        try:
+            decision = self.limiter.hit(rule, subject)
+        except redis.RedisError:
+            log.warning("redis unreachable: refusing %s", rule.name)
+            raise service_unavailable("rate limiting (Redis)") from None
+        if not decision.allowed:
+            raise RateLimited("rate limit exceeded; retry later", decision.headers())
+        return decision.headers()
 
     def close(self) -> None:
         self.redis.close()

@@ -9,11 +9,12 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from api import paths
 from api.context import AppContext
 from api.security import InvalidToken, decode_access_token
 from fractal.db import User
 
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token")
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=paths.TOKEN)
 
 
 async def get_context(request: Request) -> AppContext:

@@ -26,8 +26,7 @@ import av
 import numpy as np
 from numba import njit, prange
 
-from activities.render.frames import FrameRenderer
-from activities.render.local import default_workers
+from fractal.engine import FrameRenderer, default_workers
 from fractal.spec import AnimationSpec
 
 
@@ -53,16 +52,16 @@ def naive_escape_counts(xs, ys, cr, ci, max_iter, out):  # type: ignore[no-untyp
 def naive_kernel(spec: AnimationSpec) -> tuple[float, int]:
     renderer = FrameRenderer(spec)  # only for its pixel axes
     out = np.empty((spec.height, spec.width), np.int32)
-    naive_escape_counts(renderer.xs, renderer.ys, 0.0, 0.0, 1, out)  # compile / load
+    naive_escape_counts(renderer.grid.xs, renderer.grid.ys, 0.0, 0.0, 1, out)  # compile / load
     iterations = 0
     started = time.perf_counter()
     for frame in range(spec.frame_count):
         c = spec.c_at(frame)
-        naive_escape_counts(renderer.xs, renderer.ys, c.real, c.imag, spec.max_iter, out)
+        naive_escape_counts(renderer.grid.xs, renderer.grid.ys, c.real, c.imag, spec.max_iter, out)
     elapsed = time.perf_counter() - started
     for frame in range(spec.frame_count):  # count outside the timing
         c = spec.c_at(frame)
-        naive_escape_counts(renderer.xs, renderer.ys, c.real, c.imag, spec.max_iter, out)
+        naive_escape_counts(renderer.grid.xs, renderer.grid.ys, c.real, c.imag, spec.max_iter, out)
         iterations += int(out.sum())
     return elapsed, iterations
 
@@ -91,7 +90,9 @@ def naive_pipeline(spec: AnimationSpec, output: Path) -> float:
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
         for frame_number in range(spec.frame_count):
             c = spec.c_at(frame_number)
-            naive_escape_counts(renderer.xs, renderer.ys, c.real, c.imag, spec.max_iter, counts)
+            naive_escape_counts(
+                renderer.grid.xs, renderer.grid.ys, c.real, c.imag, spec.max_iter, counts
+            )
             escaped = counts[counts < spec.max_iter]
             hist = np.bincount(escaped, minlength=spec.max_iter)[: spec.max_iter]
             cdf = np.cumsum(hist) / max(escaped.size, 1)
@@ -120,7 +121,7 @@ def fractal_render(frames: int, output: Path) -> dict[str, float]:
 
 
 def _render_chunk(args: tuple[AnimationSpec, int, int, str]) -> None:
-    from activities.render.video import render_segment
+    from fractal.engine import render_segment
 
     spec, first, stop, path = args
     render_segment(spec, first, stop, path)
@@ -131,10 +132,12 @@ def process_pool_render(spec: AnimationSpec, workers: int, folder: Path) -> floa
     interpreters, as a fork-unsafe threading layer would require), then the same join."""
     import multiprocessing
 
-    from activities.render.video import concat_segments
-    from fractal.chunks import plan_chunks
+    from fractal.chunks import plan_render_chunks
+    from fractal.engine import concat_segments
 
-    chunks = plan_chunks(spec.frame_count, spec.fps, multiple_of=workers)
+    # The chunks `fractal render` would render: cut by estimated cost, as many as a
+    # multiple of the workers.
+    chunks = plan_render_chunks(spec, spec.fps, multiple_of=workers)
     paths = [str(folder / f"proc-{chunk.index}.mp4") for chunk in chunks]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -150,7 +153,7 @@ def process_pool_render(spec: AnimationSpec, workers: int, folder: Path) -> floa
 
 
 def worst_psnr(spec: AnimationSpec, path: Path) -> float:
-    from tests.videos import psnr_yuv
+    from fractal.engine.quality import psnr_yuv
 
     renderer = FrameRenderer(spec)
     with av.open(str(path)) as container:

@@ -4,7 +4,7 @@
     python -m bench.service --quick    # 320x240, 48 frames: a smoke run
 
 Starts the embedded stack (Postgres, Redis, Temporal, local store) in a temp directory,
-an API in a thread and one worker subprocess, then measures
+the API (`fractal api`, its own process) and one worker subprocess, then measures
 
 * end to end: submit -> succeeded -> video downloaded, vs ``render_animation`` in-process
   (ratio; target <= 1.3x);
@@ -31,13 +31,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from fractal.cli.client import wait_for_task
+
 STANDARD: dict[str, Any] = {}
 QUICK: dict[str, Any] = {"width": 320, "height": 240, "frames": 48}
 
 
 def render_in_process(spec_fields: dict[str, Any], scratch: Path) -> float:
-    from activities.render.frames import warm_kernels
-    from activities.render.local import render_animation
+    from fractal.engine import render_animation, warm_kernels
     from fractal.spec import AnimationSpec
 
     warm_kernels()
@@ -55,9 +56,11 @@ def serve(settings: Any, log_path: Path) -> Any:
     env = {**os.environ, **settings_to_env(settings)}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fractal.cli", "api"], env=env, stdout=log,
+            [sys.executable, "-m", "fractal.cli", "api"],
+            env=env,
+            stdout=log,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
     try:
         wait_for_port("127.0.0.1", settings.api_port, timeout=60, process=process)
         yield f"http://127.0.0.1:{settings.api_port}"
@@ -80,11 +83,10 @@ POLL_SECONDS = 0.05  # how often the benchmark's client asks for the task's stat
 
 
 def wait_done(client: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, Any]:
-    while True:
-        task: dict[str, Any] = client.get(f"/v1/animations/{task_id}", headers=headers).json()
-        if task["state"] not in ("queued", "running"):
-            return task
-        time.sleep(POLL_SECONDS)
+    def fetch() -> dict[str, Any]:
+        return dict(client.get(f"/v1/animations/{task_id}", headers=headers).json())
+
+    return wait_for_task(fetch, interval=POLL_SECONDS)
 
 
 async def get_latencies(
@@ -112,33 +114,23 @@ def main() -> None:
     args = parser.parse_args()
     spec = QUICK if args.quick else STANDARD
 
-    from fractal.embedded import (
-        embedded_postgres,
-        embedded_redis,
-        embedded_temporal,
-        free_port,
-        stop_process,
-    )
-    from fractal.migrate import upgrade_database
+    from fractal.cli.up import UpOptions, embedded_services, start_worker
+    from fractal.embedded import free_port, stop_process
     from fractal.settings import Settings
-    from fractal.up import start_worker
 
     with tempfile.TemporaryDirectory(prefix="fractal-bench-") as directory:
         scratch = Path(directory)
         # Best of three on both sides: the figures are for the code, not the machine's noise.
         local_seconds = min(render_in_process(spec, scratch) for _ in range(3))
-        with (
-            embedded_postgres(scratch / "postgres") as database_url,
-            embedded_redis(scratch / "redis") as redis_url,
-            embedded_temporal(scratch / "temporal", headless=True) as temporal_address,
-        ):
-            upgrade_database(database_url)
-            settings = Settings(
-                data_dir=scratch, database_url=database_url, redis_url=redis_url,
-                temporal_address=temporal_address, api_port=free_port(),
-                jwt_secret=SecretStr("bench-" + "s" * 40), submissions_per_minute=1000,
-                submission_burst=100, auth_attempts_per_minute=1000,
-            )  # fmt: skip
+        wanted = Settings(
+            data_dir=scratch,
+            api_port=free_port(),
+            jwt_secret=SecretStr("bench-" + "s" * 40),
+            submissions_per_minute=1000,
+            submission_burst=100,
+            auth_attempts_per_minute=1000,
+        )
+        with embedded_services(wanted, UpOptions(None, None, headless=True)) as settings:
             worker = start_worker(settings, scratch / "worker.log")
             try:
                 with (
@@ -150,8 +142,9 @@ def main() -> None:
                     token = client.post("/v1/auth/token", data=login).json()["access_token"]
                     headers = {"Authorization": f"Bearer {token}"}
                     # Warm-up render: the worker's first task pays for imports and caches.
-                    warm = client.post("/v1/animations", json=QUICK | {"frames": 2},
-                                       headers=headers).json()  # fmt: skip
+                    warm = client.post(
+                        "/v1/animations", json=QUICK | {"frames": 2}, headers=headers
+                    ).json()
                     wait_done(client, headers, warm["id"])
 
                     runs = []

@@ -1,4 +1,9 @@
-"""Splitting an animation's frames into chunks (light: used by workflows and the CLI)."""
+"""Splitting an animation's frames into chunks that cost about the same to render.
+
+Light (standard library only): the API plans the chunks when a task is submitted, the
+workflow rebuilds them from their stops, ``fractal render`` plans its own.
+``plan_render_chunks`` is the entry point; the rest are its parts.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +35,9 @@ class Chunk:
         return self.stop_frame - self.first_frame
 
 
-def plan_chunks(total_frames: int, frames_per_chunk: int, multiple_of: int = 1) -> list[Chunk]:
-    """Consecutive chunks of at most ``frames_per_chunk`` frames covering every frame once.
+def chunk_count(total_frames: int, frames_per_chunk: int, multiple_of: int = 1) -> int:
+    """How many chunks of at most ``frames_per_chunk`` frames (on average) cover the frames.
 
-    Sizes are balanced (they differ by at most one frame) so no chunk is a short straggler.
     With ``multiple_of`` (the number of workers), the chunk count is rounded up to a multiple
     of it where there are frames enough, so the last round does not leave workers idle:
     120 frames of 24 on 2 workers are 6 chunks of 20, not 5 of 24 (3 rounds, the last on
@@ -46,15 +50,7 @@ def plan_chunks(total_frames: int, frames_per_chunk: int, multiple_of: int = 1) 
     if multiple_of < 1:
         raise ValueError("multiple_of must be >= 1")
     count = -(-total_frames // frames_per_chunk)
-    count = min(-(-count // multiple_of) * multiple_of, total_frames)
-    base, extra = divmod(total_frames, count)
-    chunks = []
-    first = 0
-    for index in range(count):
-        size = base + (1 if index < extra else 0)
-        chunks.append(Chunk(index, first, first + size))
-        first += size
-    return chunks
+    return min(-(-count // multiple_of) * multiple_of, total_frames)
 
 
 def chunks_from_stops(stops: Sequence[int]) -> list[Chunk]:
@@ -132,7 +128,7 @@ def plan_balanced_chunks(costs: Sequence[float], count: int) -> list[Chunk]:
 def plan_render_chunks(
     spec: AnimationSpec, frames_per_chunk: int, multiple_of: int = 1
 ) -> list[Chunk]:
-    """The chunks to render ``spec`` in: as many as ``plan_chunks`` would make (at most
+    """The chunks to render ``spec`` in: ``chunk_count`` of them (at most
     ``frames_per_chunk`` frames each on average), cut where the estimated costs balance."""
-    count = len(plan_chunks(spec.frame_count, frames_per_chunk, multiple_of))
+    count = chunk_count(spec.frame_count, frames_per_chunk, multiple_of)
     return plan_balanced_chunks(frame_costs(spec), count)

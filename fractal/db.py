@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -29,25 +29,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from fractal.states import TaskState
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class TaskState(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    canceled = "canceled"
-
-    @property
-    def is_active(self) -> bool:
-        return self in (TaskState.queued, TaskState.running)
-
-
-ACTIVE_STATES = (TaskState.queued.value, TaskState.running.value)
-FINAL_STATES = (TaskState.succeeded.value, TaskState.failed.value, TaskState.canceled.value)
 
 
 class Base(DeclarativeBase):
@@ -65,6 +51,8 @@ class User(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
+    # Listing a user's tasks newest first, paged by (created_at, id).
+    __table_args__ = (Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner_id: Mapped[uuid.UUID] = mapped_column(
@@ -118,13 +106,18 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
-def frames_done(session: Session, task: Task) -> int:
-    """Frames rendered so far: final tasks keep their count, running ones sum their chunks."""
-    if task.state != TaskState.running.value:
-        return task.frames_done
+def chunk_frames_done(session: Session, task_id: uuid.UUID, frames_total: int) -> int:
+    """Frames the task's chunks have recorded as rendered so far (never above the total)."""
     total = session.scalar(
         select(func.coalesce(func.sum(TaskChunk.frames_done), 0)).where(
-            TaskChunk.task_id == task.id
+            TaskChunk.task_id == task_id
         )
     )
-    return min(int(total or 0), task.frames_total)
+    return min(int(total or 0), frames_total)
+
+
+def progress_frames(session: Session, task: Task) -> int:
+    """Frames rendered so far: a running task sums its chunks, the others keep their count."""
+    if task.state != TaskState.running:
+        return task.frames_done
+    return chunk_frames_done(session, task.id, task.frames_total)

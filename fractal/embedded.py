@@ -173,12 +173,18 @@ def embedded_temporal(
     if ui_port and not headless:
         _refuse_busy_port(host, ui_port, "the Temporal UI")
     command = [
-        temporal_binary(), "server", "start-dev",
-        "--db-filename", str(data_dir / "temporal.db"),
-        "--ip", host,
-        "--port", str(port),
-        "--log-level", "warn",
-    ]  # fmt: skip
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warn",
+    ]
     if headless:
         command.append("--headless")
     else:

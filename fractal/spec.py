@@ -62,7 +62,7 @@ Radians = Annotated[float, Field(allow_inf_nan=False), *_bounded(-math.pi, math.
 
 
 class FractalKind(StrEnum):
-    """Fractals with a kernel module in ``activities.render.kernels``."""
+    """Fractals with a kernel module in ``fractal.engine.kernels``."""
 
     julia = "julia"
 
@@ -117,7 +117,7 @@ class RotatePath(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["rotate"] = "rotate"
-    step: Radians = 0.01
+    step: Radians = Field(default=0.01, description="rotate: radians per frame")
 
 
 class LinePath(BaseModel):
@@ -126,7 +126,9 @@ class LinePath(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["line"] = "line"
-    points: list[Complex] = Field(min_length=1, max_length=256)
+    points: list[Complex] = Field(
+        min_length=1, max_length=256, description="line/keyframes: c values after the start"
+    )
 
 
 class KeyframesPath(BaseModel):
@@ -135,10 +137,13 @@ class KeyframesPath(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["keyframes"] = "keyframes"
-    points: list[Complex] = Field(min_length=1, max_length=256)
+    points: list[Complex] = Field(
+        min_length=1, max_length=256, description="line/keyframes: c values after the start"
+    )
 
 
-CPath = Annotated[RotatePath | LinePath | KeyframesPath, Field(discriminator="kind")]
+# How c moves from frame to frame.
+ParameterPath = Annotated[RotatePath | LinePath | KeyframesPath, Field(discriminator="kind")]
 
 DEFAULT_C = Complex(re=-0.8, im=-0.18)
 
@@ -148,19 +153,23 @@ class AnimationSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fractal: FractalKind = FractalKind.julia
-    c: Complex = DEFAULT_C
-    path: CPath = Field(default_factory=RotatePath)
-    width: Width = 800
-    height: Height = 600
-    fps: Fps = 24
-    frames: FrameCount | None = Field(default=None, description="default 120")
+    fractal: FractalKind = Field(default=FractalKind.julia, description="which fractal")
+    c: Complex = Field(default=DEFAULT_C, description="start value of the parameter c")
+    path: ParameterPath = Field(
+        default_factory=RotatePath, description="how c moves: rotate, line or keyframes"
+    )
+    width: Width = Field(default=800, description="frame width in pixels")
+    height: Height = Field(default=600, description="frame height in pixels")
+    fps: Fps = Field(default=24, description="frames per second")
+    frames: FrameCount | None = Field(default=None, description="frame count (default 120)")
     duration: Seconds | None = Field(default=None, description="seconds, instead of frames")
-    max_iter: Iterations = 500
-    center: Complex = Complex(re=0.0, im=0.0)
+    max_iter: Iterations = Field(
+        default=500, description="iterations before a point counts as inside"
+    )
+    center: Complex = Field(default=Complex(re=0.0, im=0.0), description="centre of the view")
     scale: Scale = Field(default=1.2, description="half the height of the view")
-    supersample: Supersample = 1
-    colormap: Colormap = Colormap.classic
+    supersample: Supersample = Field(default=1, description="samples per pixel along each axis")
+    colormap: Colormap = Field(default=Colormap.classic, description="colouring")
 
     @model_validator(mode="after")
     def _resolve_frames(self) -> Self:

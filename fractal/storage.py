@@ -74,12 +74,16 @@ class UrlSigner:
 
 
 class LocalStore:
-    """Objects as files under ``root``; downloads go through the API's ``/v1/files`` route."""
+    """Objects as files under ``root``.
 
-    def __init__(self, root: Path, signer: UrlSigner, base_url: str) -> None:
+    Its signed URLs point at ``download_url/<key>``: whoever serves the files (the API's
+    file route) says where that is; a store opened without it (a worker) cannot sign.
+    """
+
+    def __init__(self, root: Path, signer: UrlSigner, download_url: str | None = None) -> None:
         self.root = root
         self.signer = signer
-        self.base_url = base_url.rstrip("/")
+        self.download_url = download_url.rstrip("/") if download_url else None
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path_of(self, key: str) -> Path:
@@ -120,9 +124,11 @@ class LocalStore:
         return len(keys)
 
     def presigned_url(self, key: str, expires_seconds: int) -> str:
+        if self.download_url is None:
+            raise RuntimeError("this local store was opened without a download URL")
         expires = int(time.time()) + expires_seconds
         query = urlencode({"expires": expires, "signature": self.signer.signature(key, expires)})
-        return f"{self.base_url}/v1/files/{quote(_checked_key(key))}?{query}"
+        return f"{self.download_url}/{quote(_checked_key(key))}?{query}"
 
     def check(self) -> None:
         if not self.root.is_dir():
@@ -220,22 +226,19 @@ class S3Store:
         self.ensure_bucket()
 
 
-def public_base_url(settings: Settings) -> str:
-    if settings.public_base_url:
-        return settings.public_base_url
-    host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
-    return f"http://{host}:{settings.api_port}"
-
-
 def local_store_dir(settings: Settings) -> Path:
     return settings.storage_dir or settings.data_dir / "objects"
 
 
-def make_store(settings: Settings) -> ObjectStore:
-    """The store the settings describe (``FRACTAL_STORAGE=local|s3``)."""
+def make_store(settings: Settings, local_download_url: str | None = None) -> ObjectStore:
+    """The store the settings describe (``FRACTAL_STORAGE=local|s3``).
+
+    ``local_download_url``: where the local store's files are served (its signed URLs
+    point there); S3 presigns for its own endpoint.
+    """
     if settings.storage == "local":
         signer = UrlSigner(settings.jwt_secret.get_secret_value().encode())
-        return LocalStore(local_store_dir(settings), signer, public_base_url(settings))
+        return LocalStore(local_store_dir(settings), signer, local_download_url)
     if not settings.s3_endpoint:
         raise ValueError("FRACTAL_STORAGE=s3 needs FRACTAL_S3_ENDPOINT")
     endpoint = settings.s3_endpoint

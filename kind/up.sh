@@ -39,7 +39,7 @@ require_tools() {
     command -v "${tool}" >/dev/null 2>&1 || missing+=("${tool}")
   done
   if ((${#missing[@]})); then
-    die "missing tools: ${missing[*]} (see README.md: Run on Kubernetes (Kind))"
+    die "missing tools: ${missing[*]} (see docs/deployment.md)"
   fi
   docker info >/dev/null 2>&1 || die "docker is not running (docker info failed)"
 }
@@ -195,7 +195,7 @@ main() {
   info "API              ${API_URL}   (docs: ${API_URL}/docs)"
   info "Temporal Web UI  http://temporal.localtest.me:${GATEWAY_PORT}"
   info "S3 (presigned)   http://s3.localtest.me:${GATEWAY_PORT}"
-  info "Scale workers:   kubectl -n ${NAMESPACE} get hpa   (see README.md: Scale the workers)"
+  info "Scale workers:   kubectl -n ${NAMESPACE} get hpa   (see docs/deployment.md: Scale the workers)"
   info "Tear down:       kind/down.sh"
 }
 

@@ -81,24 +81,38 @@ def _stack(directory: Path, **overrides: object) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def local_stack(
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_url: str,
+    redis_url: str,
     temporal_address: str,
-) -> Iterator[Stack]:  # fmt: skip
+) -> Iterator[Stack]:
     """API + worker with the local-directory object store."""
     yield from _stack(
-        tmp_path_factory.mktemp("local"), database_url=postgres_url, redis_url=redis_url,
-        temporal_address=temporal_address, storage="local",
-    )  # fmt: skip
+        tmp_path_factory.mktemp("local"),
+        database_url=postgres_url,
+        redis_url=redis_url,
+        temporal_address=temporal_address,
+        storage="local",
+    )
 
 
 @pytest.fixture(scope="session")
 def s3_stack(
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str,
-    temporal_address: str, s3_endpoint: str,
-) -> Iterator[Stack]:  # fmt: skip
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_url: str,
+    redis_url: str,
+    temporal_address: str,
+    s3_endpoint: str,
+) -> Iterator[Stack]:
     """API + worker with S3 (moto) as the object store."""
     yield from _stack(
-        tmp_path_factory.mktemp("s3"), database_url=postgres_url, redis_url=redis_url,
-        temporal_address=temporal_address, storage="s3", s3_endpoint=s3_endpoint,
-        s3_access_key="test", s3_secret_key="test", s3_bucket="fractal-e2e",
-    )  # fmt: skip
+        tmp_path_factory.mktemp("s3"),
+        database_url=postgres_url,
+        redis_url=redis_url,
+        temporal_address=temporal_address,
+        storage="s3",
+        s3_endpoint=s3_endpoint,
+        s3_access_key="test",
+        s3_secret_key="test",
+        s3_bucket="fractal-e2e",
+    )

@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import uvicorn
 
+from fractal.cli.client import wait_for_task
+from fractal.cli.up import start_worker
 from fractal.embedded import free_port, stop_process
 from fractal.settings import Settings
-from fractal.up import start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-" + "x" * 32
@@ -65,9 +66,10 @@ class Stack:
         return httpx.Client(base_url=self.base_url, timeout=30)
 
     def store(self) -> Any:
+        from api import paths
         from fractal.storage import make_store
 
-        return make_store(self.settings)
+        return make_store(self.settings, self.base_url + paths.FILES)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -98,13 +100,16 @@ def sign_up_and_log_in(client: httpx.Client, username: str, password: str = "pas
 
 
 def wait_for_state(
-    client: httpx.Client, headers: dict, task_id: str, states: set[str], timeout: float = 120
+    client: httpx.Client,
+    headers: dict,
+    task_id: str,
+    states: set[str],
+    timeout: float = 120,
+    on_update: Any = None,
 ) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        task = client.get(f"/v1/animations/{task_id}", headers=headers).json()
-        if task["state"] in states:
-            return task
-        if time.monotonic() > deadline:
-            raise AssertionError(f"task stuck in {task['state']}: {task}")
-        time.sleep(0.2)
+    """Poll the task through the API until its state is one of ``states``."""
+
+    def fetch() -> dict:
+        return dict(client.get(f"/v1/animations/{task_id}", headers=headers).json())
+
+    return wait_for_task(fetch, states, timeout=timeout, interval=0.1, on_update=on_update)

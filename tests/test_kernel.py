@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from activities.render.coloring import CLASSIC_BAILOUT2, SMOOTH_BAILOUT2, colorize
-from activities.render.frames import FrameRenderer
+from fractal.engine import FrameRenderer
+from fractal.engine.coloring import CLASSIC_BAILOUT2, SMOOTH_BAILOUT2, colorize
 from fractal.spec import AnimationSpec, Colormap
 from tests import reference
 
@@ -27,9 +27,15 @@ def test_escape_counts_match_the_plain_reference_exactly(
     width, height = size
     colormap = Colormap.classic if bailout2 == CLASSIC_BAILOUT2 else Colormap.fire
     spec = AnimationSpec(
-        width=width, height=height, c=c, center=center, scale=scale, max_iter=max_iter,
-        frames=1, colormap=colormap,
-    )  # fmt: skip
+        width=width,
+        height=height,
+        c=c,
+        center=center,
+        scale=scale,
+        max_iter=max_iter,
+        frames=1,
+        colormap=colormap,
+    )
     counts = FrameRenderer(spec).escape_counts(0)
     expected = reference.escape_counts(width, height, center, scale, c, max_iter, bailout2)
     assert counts.dtype == np.int32
@@ -47,7 +53,7 @@ def test_default_colouring_equals_the_original_histogram_colouring() -> None:
         spec = AnimationSpec()
         renderer = FrameRenderer(spec)
         rgb = renderer.render(frame).copy()
-        expected = reference.histogram_blue(renderer.counts, spec.max_iter)
+        expected = reference.histogram_blue(renderer.buffers.counts, spec.max_iter)
         np.testing.assert_array_equal(rgb, expected)
         assert (rgb[..., 2] == 255).any() and (rgb == 0).all(axis=2).any() == (frame == 119)
 
@@ -56,15 +62,17 @@ def test_smooth_colourings_have_no_bands_and_black_interior() -> None:
     spec = AnimationSpec(width=160, height=120, c=[-0.12, 0.75], colormap="fire", frames=1)
     renderer = FrameRenderer(spec)
     rgb = renderer.render(0)
-    interior = renderer.counts == spec.max_iter
+    interior = renderer.buffers.counts == spec.max_iter
     assert interior.any() and (rgb[interior] == 0).all()
     # Histogram colouring has one colour per integer count; the smooth count gives many
     # more distinct colours than there are distinct counts.
     outside = ~interior
     colours = {tuple(p) for p in rgb[outside].reshape(-1, 3)}
-    assert len(colours) > 2 * len(np.unique(renderer.counts[outside]))
+    assert len(colours) > 2 * len(np.unique(renderer.buffers.counts[outside]))
     classic = np.empty_like(rgb)
-    colorize(Colormap.classic, renderer.counts, renderer.final_r2, spec.max_iter, classic)
+    colorize(
+        Colormap.classic, renderer.buffers.counts, renderer.buffers.final_r2, spec.max_iter, classic
+    )
     assert not np.array_equal(classic, rgb)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 from jose import jwt
 
+from fractal.cli.client import poll
 from tests.stack import Stack
 
 
@@ -31,13 +30,14 @@ def test_compat_flow(local_stack: Stack) -> None:
         assert task["z_re"] == -0.7 and task["z_im"] == 0.27 and task["url"] == ""
         assert task["state"] in ("READY", "RUNNING")
 
-        deadline = time.monotonic() + 120
-        while task["state"] not in ("DONE", "FAILED"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        def read_task() -> dict:
             polled = client.get(f"/task/{task['id']}", headers=headers)
             assert polled.status_code == 201
-            task = polled.json()
+            return dict(polled.json())
+
+        task = poll(
+            read_task, lambda t: t["state"] in ("DONE", "FAILED"), timeout=120, interval=0.2
+        )
         assert task["state"] == "DONE"
         assert httpx.get(task["url"]).status_code == 200
         assert client.post("/add", json={"z_re": 9, "z_im": 0}, headers=headers).status_code == 422

@@ -16,15 +16,20 @@ from tests.stack import TEST_SECRET, make_settings, serve_api, sign_up_and_log_i
 
 @pytest.fixture(scope="module")
 def fuzz_api(
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_url: str,
+    redis_url: str,
     temporal_address: str,
-) -> Iterator[str]:  # fmt: skip
+) -> Iterator[str]:
     """An API with no worker behind it: submissions queue up and are never rendered."""
     directory: Path = tmp_path_factory.mktemp("fuzz")
     config = make_settings(
-        directory, database_url=postgres_url, redis_url=redis_url,
-        temporal_address=temporal_address, max_active_tasks=3,
-    )  # fmt: skip
+        directory,
+        database_url=postgres_url,
+        redis_url=redis_url,
+        temporal_address=temporal_address,
+        max_active_tasks=3,
+    )
     with serve_api(config) as base_url:
         yield base_url
 
@@ -41,9 +46,10 @@ def _openapi() -> dict:
     from fractal.settings import Settings
 
     offline = Settings(
-        jwt_secret=TEST_SECRET, database_url="postgresql+psycopg://offline@127.0.0.1:1/x",
+        jwt_secret=TEST_SECRET,
+        database_url="postgresql+psycopg://offline@127.0.0.1:1/x",
         redis_url="redis://127.0.0.1:1/0",
-    )  # fmt: skip
+    )
     return create_app(offline).openapi()
 
 

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from fractal.cli.client import poll
 from fractal.db import Task, TaskChunk, make_engine
 from fractal.temporal import connect, workflow_id_for
 from tests.stack import Stack, sign_up_and_log_in, wait_for_state
@@ -46,23 +47,27 @@ def workflow_outcome(stack: Stack, task_id: str) -> str:
 
 
 def wait_for_workflow(stack: Stack, task_id: str, status: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while (current := workflow_status(stack, task_id)) != status:
-        if current not in ("RUNNING",):
+    def reached(current: str) -> bool:
+        if current not in (status, "RUNNING"):
             raise AssertionError(f"workflow {current}: {workflow_outcome(stack, task_id)}")
-        assert time.monotonic() < deadline, f"workflow is {current}, expected {status}"
-        time.sleep(0.2)
+        return current == status
+
+    poll(lambda: workflow_status(stack, task_id), reached, timeout=timeout, interval=0.2)
 
 
 def wait_for_progress(client, headers: dict, task_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        task = client.get(f"/v1/animations/{task_id}", headers=headers).json()
-        if task["state"] == "running" and task["progress"]["frames_done"] > 0:
-            return task
+    """The task once it is running and has frames done."""
+
+    def rendering(task: dict) -> bool:
         assert task["state"] in ("queued", "running"), task
-        assert time.monotonic() < deadline, task
-        time.sleep(0.1)
+        return task["state"] == "running" and task["progress"]["frames_done"] > 0
+
+    return poll(
+        lambda: client.get(f"/v1/animations/{task_id}", headers=headers).json(),
+        rendering,
+        timeout=timeout,
+        interval=0.1,
+    )
 
 
 def count_rows(stack: Stack, model, **where) -> int:

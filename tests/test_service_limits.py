@@ -43,10 +43,15 @@ def limited_api(
 ):  # -> Iterator[tuple[str, Settings]]
     """An API with tight limits and no worker (tasks just stay queued)."""
     settings = make_settings(
-        tmp_path, database_url=postgres_url, redis_url=redis_url,
-        temporal_address=temporal_address, submission_burst=2, submissions_per_minute=1,
-        auth_attempts_per_minute=4, max_active_tasks=100,
-    )  # fmt: skip
+        tmp_path,
+        database_url=postgres_url,
+        redis_url=redis_url,
+        temporal_address=temporal_address,
+        submission_burst=2,
+        submissions_per_minute=1,
+        auth_attempts_per_minute=4,
+        max_active_tasks=100,
+    )
     with serve_api(settings) as base_url:
         yield base_url, settings
 
@@ -79,12 +84,16 @@ def test_auth_rate_limit_per_client_address(limited_api) -> None:
         assert refused.status_code == 429 and "Retry-After" in refused.headers
 
 
-def test_active_task_cap(tmp_path: Path, postgres_url: str, redis_url: str,
-                         temporal_address: str) -> None:  # fmt: skip
+def test_active_task_cap(
+    tmp_path: Path, postgres_url: str, redis_url: str, temporal_address: str
+) -> None:
     settings = make_settings(
-        tmp_path, database_url=postgres_url, redis_url=redis_url,
-        temporal_address=temporal_address, max_active_tasks=1,
-    )  # fmt: skip
+        tmp_path,
+        database_url=postgres_url,
+        redis_url=redis_url,
+        temporal_address=temporal_address,
+        max_active_tasks=1,
+    )
     with serve_api(settings) as base_url, httpx.Client(base_url=base_url) as client:
         headers = sign_up_and_log_in(client, f"cap-{uuid.uuid4().hex[:8]}")
         user_id = client.get("/v1/users/me", headers=headers).json()["id"]
@@ -110,9 +119,11 @@ def test_redis_down_means_503_and_nothing_created(
     redis_server = contextlib.ExitStack()
     own_redis = redis_server.enter_context(embedded_redis(tmp_path / "redis"))
     settings = make_settings(
-        tmp_path, database_url=postgres_url, redis_url=own_redis,
+        tmp_path,
+        database_url=postgres_url,
+        redis_url=own_redis,
         temporal_address=temporal_address,
-    )  # fmt: skip
+    )
     with redis_server, serve_api(settings) as base_url, httpx.Client(base_url=base_url) as client:
         headers = sign_up_and_log_in(client, "redisless")
         user_id = client.get("/v1/users/me", headers=headers).json()["id"]

@@ -30,7 +30,7 @@ def _exercise(store: ObjectStore, tmp_path: Path) -> None:
 
 def test_local_store_round_trip_and_signed_urls(tmp_path: Path) -> None:
     signer = UrlSigner(b"secret")
-    store = LocalStore(tmp_path / "objects", signer, "http://testserver")
+    store = LocalStore(tmp_path / "objects", signer, "http://testserver/v1/files")
     _exercise(store, tmp_path)
     url = store.presigned_url("videos/a.mp4", 60)
     assert url.startswith("http://testserver/v1/files/videos/a.mp4?expires=")
@@ -57,9 +57,13 @@ def test_s3_store_against_moto(s3_endpoint: str, tmp_path: Path) -> None:
 
 def test_s3_presigned_urls_use_the_public_endpoint(s3_endpoint: str) -> None:
     store = S3Store(
-        s3_endpoint, "test", "test", "bucket-public", public_endpoint="media.example.com",
+        s3_endpoint,
+        "test",
+        "test",
+        "bucket-public",
+        public_endpoint="media.example.com",
         public_secure=True,
-    )  # fmt: skip
+    )
     assert store.presigned_url("videos/v.mp4", 60).startswith(
         "https://media.example.com/bucket-public/videos/v.mp4?"
     )

@@ -6,12 +6,17 @@ import av
 import numpy as np
 import pytest
 
-from activities.render.frames import FrameRenderer
-from activities.render.local import render_animation
-from activities.render.video import EncoderSettings, concat_segments, render_segment
-from fractal.chunks import plan_chunks
+from fractal.chunks import chunks_from_stops
+from fractal.engine import (
+    EncoderSettings,
+    FrameRenderer,
+    concat_segments,
+    render_animation,
+    render_segment,
+)
+from fractal.engine.quality import psnr_yuv
 from fractal.spec import AnimationSpec
-from tests.videos import psnr_yuv, top_level_boxes
+from tests.videos import top_level_boxes
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +25,7 @@ def standard_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Anim
     spec = AnimationSpec()
     folder = tmp_path_factory.mktemp("standard")
     segments = []
-    for chunk in plan_chunks(spec.frame_count, 30):
+    for chunk in chunks_from_stops([30, 60, 90, 120]):
         path = folder / f"segment-{chunk.index}.mp4"
         render_segment(spec, chunk.first_frame, chunk.stop_frame, path)
         segments.append(path)
@@ -57,12 +62,18 @@ def test_timestamps_are_continuous_across_segments(
         packets = [p for p in container.demux(stream) if p.dts is not None and p.size]
     assert stream.time_base is not None
     frame_ticks = int(Fraction(1, 24) / stream.time_base)
-    dts = [p.dts for p in packets]
+    stamps = [(_ticks(p.pts), _ticks(p.dts)) for p in packets]
+    dts = [decode for _, decode in stamps]
     assert all(b - a == frame_ticks for a, b in itertools.pairwise(dts))
-    pts = sorted(p.pts for p in packets)
+    pts = sorted(present for present, _ in stamps)
     assert len(pts) == 120
     assert all(b - a == frame_ticks for a, b in itertools.pairwise(pts))
-    assert all(p.pts >= p.dts for p in packets)
+    assert all(present >= decode for present, decode in stamps)
+
+
+def _ticks(timestamp: int | None) -> int:
+    assert timestamp is not None
+    return timestamp
 
 
 def test_joined_frames_are_within_40_db_of_the_raw_frames(
@@ -117,8 +128,8 @@ def test_render_animation_in_parallel_chunks(tmp_path: Path) -> None:
 
 
 def test_yuv_conversion_is_bt601_with_box_filtered_chroma() -> None:
-    from activities.render.yuv import yuv420_frame
-    from tests.videos import yuv_planes
+    from fractal.engine.quality import yuv_planes
+    from fractal.engine.yuv import yuv420_frame
 
     rng = np.random.default_rng(7)
     noisy = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
@@ -147,7 +158,7 @@ def test_yuv_conversion_is_bt601_with_box_filtered_chroma() -> None:
 def test_mmap_threshold_is_pinned_on_glibc() -> None:
     import platform
 
-    from activities.render.memory import pin_mmap_threshold
+    from fractal.engine.memory import pin_mmap_threshold
 
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert pin_mmap_threshold() is expected

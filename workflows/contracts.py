@@ -1,16 +1,25 @@
-"""Inputs and outputs of the render workflow and its activities.
+"""What the render workflow and its activities exchange, and the activities it calls.
 
 Plain dataclasses of small values (ids, object keys, counts): Temporal payloads are capped
-at 2 MB, so frames and segments never travel through it, only their storage keys. This
-module imports nothing but the standard library, so workflow code may use it.
+at 2 MB, so frames and segments never travel through it, only their storage keys.
+
+``RenderActivities`` declares the activities (names, input and result types) without
+implementing them, so the workflow calls them typed while importing nothing heavy; the
+worker's implementation (``activities.render.WorkerActivities``) subclasses it.
+This module imports only the standard library, Temporal's ``activity`` decorator and the
+light ``fractal.states``, so workflow code may import it inside the sandbox.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-RENDER_WORKFLOW = "RenderAnimationWorkflow"
+from temporalio import activity
+
+from fractal.states import TaskState
+
+# ApplicationError type of a spec no worker can render: failing again would not help.
 INVALID_SPEC_ERROR = "InvalidSpec"
 
 
@@ -18,14 +27,12 @@ INVALID_SPEC_ERROR = "InvalidSpec"
 class RenderRequest:
     task_id: str
     spec: dict[str, Any]
-    frames_total: int
-    frames_per_chunk: int
-    max_parallel_chunks: int = 16
-    # Where each chunk ends (exclusive), cut by estimated cost (fractal.chunks); empty:
-    # equal chunks of frames_per_chunk.
-    chunk_stops: list[int] = field(default_factory=list)
+    # Where each chunk ends (exclusive), cut by estimated cost (fractal.chunks); the last
+    # stop is the frame count.
+    chunk_stops: list[int]
+    max_parallel_chunks: int
     # Seconds without a heartbeat after which a render attempt counts as lost (worker died).
-    heartbeat_timeout_seconds: float = 20.0
+    heartbeat_timeout_seconds: float
 
 
 @dataclass
@@ -68,18 +75,36 @@ class CleanupInput:
 @dataclass
 class TaskStateUpdate:
     task_id: str
-    state: str
+    state: TaskState
     error: str | None = None
     video_key: str | None = None
     video_size: int | None = None
     frames_done: int | None = None
 
 
-@dataclass
-class RenderProgress:
-    state: str
-    chunks_total: int
-    chunks_done: int
-    frames_total: int
-    frames_done: int = 0
-    errors: list[str] = field(default_factory=list)
+class RenderActivities:
+    """The activities of a render, as the workflow sees them (the worker implements them).
+
+    Each method is an activity named after it; an implementation overrides every one and
+    decorates the override with ``@activity.defn`` again.
+    """
+
+    @activity.defn
+    def render_chunk(self, chunk: RenderChunkInput) -> RenderChunkResult:
+        """Render, encode and store one chunk's segment; idempotent."""
+        raise NotImplementedError
+
+    @activity.defn
+    def join_segments(self, job: JoinInput) -> JoinResult:
+        """Join the segments into the task's video without re-encoding; idempotent."""
+        raise NotImplementedError
+
+    @activity.defn
+    def delete_segments(self, job: CleanupInput) -> int:
+        """Delete the task's segments (and with ``include_video`` its video)."""
+        raise NotImplementedError
+
+    @activity.defn
+    def update_task_state(self, update: TaskStateUpdate) -> bool:
+        """Record a state change in the task's row."""
+        raise NotImplementedError

@@ -11,13 +11,22 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select, tuple_
 
+from api import paths
+from api.animation_service import (
+    Removal,
+    cancel_or_delete,
+    describe,
+    owned_task,
+    submit,
+    video_url,
+)
 from api.deps import ContextDep, CurrentUser, SessionDep
 from api.schemas import Problem, TaskOut, TaskPage
-from api.tasks import cancel_or_delete, owned_task, submit, task_out, video_url
-from fractal.db import Task, TaskState
+from fractal.db import Task
 from fractal.spec import AnimationSpec
+from fractal.states import TaskState
 
-router = APIRouter(prefix="/v1/animations", tags=["animations"])
+router = APIRouter(prefix=paths.ANIMATIONS, tags=["animations"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
 
 
@@ -39,8 +48,8 @@ def create_animation(
     """Queue a render. Every spec field is optional; ``{}`` renders the original animation."""
     task, headers = submit(context, session, user, spec)
     response.headers.update(headers)
-    response.headers["Location"] = f"/v1/animations/{task.id}"
-    return task_out(context, session, task)
+    response.headers["Location"] = f"{paths.ANIMATIONS}/{task.id}"
+    return describe(context, session, task)
 
 
 def _encode_cursor(task: Task) -> str:
@@ -77,7 +86,7 @@ def list_animations(
     )
     page = rows[:limit]
     return TaskPage(
-        items=[task_out(context, session, task) for task in page],
+        items=[describe(context, session, task) for task in page],
         next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None,
     )
 
@@ -86,7 +95,7 @@ def list_animations(
 def read_animation(
     task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
 ) -> TaskOut:
-    return task_out(context, session, owned_task(session, user, task_id))
+    return describe(context, session, owned_task(session, user, task_id))
 
 
 @router.get(
@@ -118,5 +127,9 @@ def delete_animation(
 ) -> Response:
     """Cancel a queued or running animation (202), or delete a finished one and its video."""
     task = owned_task(session, user, task_id)
-    answer: JSONResponse | None = cancel_or_delete(context, session, task)
-    return answer or Response(status_code=status.HTTP_204_NO_CONTENT)
+    if cancel_or_delete(context, session, task) is Removal.DELETED:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return JSONResponse(
+        describe(context, session, task).model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+    )

@@ -10,14 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api import paths
 from api.context import AppContext
 from api.deps import ContextDep, SessionDep, client_ip
 from api.schemas import Problem, SignUp, Token, UserOut
 from api.security import create_access_token, hash_password, verify_password
-from api.tasks import take_token
 from fractal.db import User, utcnow
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(tags=["auth"])
 
 LIMITED: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "too many attempts from this address"},
@@ -50,11 +50,12 @@ def authenticate(session: Session, username: str, password: str) -> User:
 
 
 def limit_auth(context: AppContext, request: Request, response: Response) -> None:
-    response.headers.update(take_token(context, "auth", client_ip(request)))
+    """Spend an authentication attempt of the client's address (429 when none is left)."""
+    response.headers.update(context.spend_rate_limit(context.auth_attempts, client_ip(request)))
 
 
 @router.post(
-    "/signup",
+    paths.SIGNUP,
     status_code=status.HTTP_201_CREATED,
     responses={409: {"model": Problem}, **LIMITED},
 )
@@ -66,7 +67,7 @@ def signup(
     return UserOut(id=user.id, username=user.username, created_at=user.created_at)
 
 
-@router.post("/token", responses={401: {"model": Problem}, **LIMITED})
+@router.post(paths.TOKEN, responses={401: {"model": Problem}, **LIMITED})
 def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,

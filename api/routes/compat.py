@@ -12,21 +12,22 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field, ValidationError
 
+from api.animation_service import delete_account, owned_task, submit, video_url
 from api.deps import ContextDep, CurrentUser, SessionDep
 from api.routes.auth import authenticate, create_user, limit_auth
 from api.security import create_access_token
-from api.tasks import delete_user, owned_task, spec_summary, submit, video_url
-from fractal.db import Task, TaskState
+from fractal.db import Task
 from fractal.spec import MAX_C_MODULUS, AnimationSpec, format_validation_error
+from fractal.states import TaskState
 
 router = APIRouter(tags=["compatibility"])
 
 COMPAT_STATES = {
-    TaskState.queued.value: "READY",
-    TaskState.running.value: "RUNNING",
-    TaskState.succeeded.value: "DONE",
-    TaskState.failed.value: "FAILED",
-    TaskState.canceled.value: "FAILED",
+    TaskState.queued: "READY",
+    TaskState.running: "RUNNING",
+    TaskState.succeeded: "DONE",
+    TaskState.failed: "FAILED",
+    TaskState.canceled: "FAILED",
 }
 
 
@@ -63,14 +64,24 @@ class CompatTask(BaseModel):
 
 
 def _compat_task(task: Task, url: str = "") -> CompatTask:
-    return CompatTask(id=task.id, state=COMPAT_STATES[task.state], url=url, **spec_summary(task))
+    c = task.spec.get("c") or {}
+    return CompatTask(
+        id=task.id,
+        z_re=float(c.get("re", 0.0)),
+        z_im=float(c.get("im", 0.0)),
+        state=COMPAT_STATES[TaskState(task.state)],
+        url=url,
+    )
 
 
 @router.post("/sign-up", status_code=status.HTTP_201_CREATED)
 def sign_up(
-    body: Credentials, session: SessionDep, context: ContextDep, request: Request,
+    body: Credentials,
+    session: SessionDep,
+    context: ContextDep,
+    request: Request,
     response: Response,
-) -> CompatUser:  # fmt: skip
+) -> CompatUser:
     limit_auth(context, request, response)
     user = create_user(session, body.username, body.password)
     return CompatUser(id=user.id, username=user.username)
@@ -78,9 +89,12 @@ def sign_up(
 
 @router.post("/sign-in", status_code=status.HTTP_201_CREATED)
 def sign_in(
-    body: Credentials, session: SessionDep, context: ContextDep, request: Request,
+    body: Credentials,
+    session: SessionDep,
+    context: ContextDep,
+    request: Request,
     response: Response,
-) -> CompatToken:  # fmt: skip
+) -> CompatToken:
     limit_auth(context, request, response)
     user = authenticate(session, body.username, body.password)
     token, _ = create_access_token(user.username, user.id, context.settings)
@@ -89,9 +103,12 @@ def sign_in(
 
 @router.post("/add", status_code=status.HTTP_201_CREATED)
 def add(
-    body: CompatTaskIn, user: CurrentUser, session: SessionDep, context: ContextDep,
+    body: CompatTaskIn,
+    user: CurrentUser,
+    session: SessionDep,
+    context: ContextDep,
     response: Response,
-) -> CompatTask:  # fmt: skip
+) -> CompatTask:
     """Render the original default animation starting from c = z_re + i z_im."""
     try:
         spec = AnimationSpec.model_validate(
@@ -115,6 +132,6 @@ def read_task(
 
 
 @router.delete("/delete-user", status_code=status.HTTP_204_NO_CONTENT)
-def delete_account(user: CurrentUser, session: SessionDep, context: ContextDep) -> Response:
-    delete_user(context, session, user)
+def delete_user(user: CurrentUser, session: SessionDep, context: ContextDep) -> Response:
+    delete_account(context, session, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
+from api import paths
 from api.deps import ContextDep
 from fractal.storage import InvalidKey, LocalStore
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix=paths.FILES, tags=["files"])
 
 
 @router.get(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from api import paths
+from api.animation_service import delete_account
 from api.deps import ContextDep, CurrentUser, SessionDep
 from api.schemas import UserOut
-from api.tasks import delete_user
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix=paths.USERS, tags=["users"])
 
 
 @router.get("/me")
@@ -19,5 +20,5 @@ def read_me(user: CurrentUser) -> UserOut:
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
 def delete_me(user: CurrentUser, session: SessionDep, context: ContextDep) -> Response:
     """Cancel the user's running renders and delete their animations, videos and account."""
-    delete_user(context, session, user)
+    delete_account(context, session, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,5 @@
-"""Alembic environment: the URL comes from ``fractal.migrate`` (or FRACTAL_DATABASE_URL)."""
+"""Alembic environment: ``fractal.migrate`` sets the URL (from FRACTAL_DATABASE_URL or an
+embedded Postgres) in the config it passes here."""
 
 from __future__ import annotations
 

@@ -314,8 +314,8 @@ ordinary resource of the release exists.
 
 {{/*
 Init container that waits for Postgres (mode "database": a connection succeeds) or for the
-schema (mode "schema": Alembic has recorded a revision). Runs in the app image, which has
-SQLAlchemy and psycopg. Call with (list . "schema").
+schema (mode "schema": Alembic has recorded a revision): `fractal wait-for-database` in the
+app image. Call with (list . "schema").
 */}}
 {{- define "fractal.waitContainer" -}}
 {{- $root := index . 0 -}}
@@ -323,28 +323,12 @@ SQLAlchemy and psycopg. Call with (list . "schema").
 - name: wait-for-{{ $mode }}
   image: {{ include "fractal.image" $root }}
   imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-  command: ["python", "-c"]
+  command: ["fractal", "wait-for-database"]
   args:
-    - |
-      import os, sys, time
-      import sqlalchemy as sa
-      mode = {{ $mode | quote }}
-      query = "SELECT version_num FROM alembic_version" if mode == "schema" else "SELECT 1"
-      engine = sa.create_engine(os.environ["FRACTAL_DATABASE_URL"])
-      deadline = time.monotonic() + {{ int $root.Values.waitTimeoutSeconds }}
-      while True:
-          try:
-              with engine.connect() as connection:
-                  if connection.execute(sa.text(query)).first() is not None:
-                      print(f"{mode} ready", flush=True)
-                      sys.exit(0)
-              reason = "no migration applied yet"
-          except Exception as error:  # not reachable yet, or the table does not exist yet
-              reason = type(error).__name__
-          if time.monotonic() > deadline:
-              sys.exit(f"gave up waiting for the {mode}: {reason}")
-          print(f"waiting for the {mode}: {reason}", flush=True)
-          time.sleep(3)
+    - --timeout={{ int $root.Values.waitTimeoutSeconds }}
+    {{- if eq $mode "schema" }}
+    - --schema
+    {{- end }}
   env:
     {{- include "fractal.databaseEnv" $root | nindent 4 }}
   resources:

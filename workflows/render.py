@@ -1,29 +1,31 @@
-"""The render workflow: plan chunks, render them in parallel, join, record the result.
+"""The render workflow: render the planned chunks in parallel, join them, record the result.
 
-Deterministic code only: it imports the light ``fractal.chunks`` and the contracts; the
-activities run in the worker (``activities/activities.py``).
+Deterministic code only: it imports the light contracts, chunk planning and task states;
+the activities run in the worker (``activities/render.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from fractal.chunks import chunks_from_stops, plan_chunks
+    from fractal.chunks import chunks_from_stops
+    from fractal.states import TaskState
     from workflows.contracts import (
         INVALID_SPEC_ERROR,
-        RENDER_WORKFLOW,
         CleanupInput,
         JoinInput,
         JoinResult,
+        RenderActivities,
         RenderChunkInput,
         RenderChunkResult,
-        RenderProgress,
         RenderRequest,
         TaskStateUpdate,
     )
@@ -37,41 +39,29 @@ RETRY = RetryPolicy(
     non_retryable_error_types=[INVALID_SPEC_ERROR],
 )
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
+BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+# A chunk is about a second of video; generous for big frames.
+RENDER_TIMEOUT = timedelta(minutes=30)
+JOIN_TIMEOUT = timedelta(minutes=30)
+JOIN_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+# Wait for a cancelled activity to stop, so the cleanup runs after its last write.
+WAIT_FOR_CANCEL = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
-@workflow.defn(name=RENDER_WORKFLOW)
+@workflow.defn
 class RenderAnimationWorkflow:
-    def __init__(self) -> None:
-        self._progress = RenderProgress(state="queued", chunks_total=0, chunks_done=0,
-                                        frames_total=0)  # fmt: skip
-
-    @workflow.query
-    def progress(self) -> RenderProgress:
-        """Chunks and frames finished so far (frames of chunks still rendering excluded)."""
-        return self._progress
-
     @workflow.run
     async def run(self, request: RenderRequest) -> JoinResult:
-        chunks = (
-            chunks_from_stops(request.chunk_stops)
-            if request.chunk_stops
-            else plan_chunks(request.frames_total, request.frames_per_chunk)
-        )
-        self._progress = RenderProgress(
-            state="running",
-            chunks_total=len(chunks),
-            chunks_done=0,
-            frames_total=request.frames_total,
-        )
+        chunks = chunks_from_stops(request.chunk_stops)
         try:
-            await self._set_state(TaskStateUpdate(request.task_id, "running"))
+            await self._set_state(TaskStateUpdate(request.task_id, TaskState.running))
             limit = asyncio.Semaphore(max(1, request.max_parallel_chunks))
 
-            async def render(chunk_index: int) -> RenderChunkResult:
-                chunk = chunks[chunk_index]
+            async def render(index: int) -> RenderChunkResult:
+                chunk = chunks[index]
                 async with limit:
-                    result: RenderChunkResult = await workflow.execute_activity(
-                        "render_chunk",
+                    return await workflow.execute_activity_method(
+                        RenderActivities.render_chunk,
                         RenderChunkInput(
                             request.task_id,
                             request.spec,
@@ -79,39 +69,30 @@ class RenderAnimationWorkflow:
                             chunk.first_frame,
                             chunk.stop_frame,
                         ),
-                        result_type=RenderChunkResult,
-                        # A chunk is about a second of video; generous for big frames.
-                        start_to_close_timeout=timedelta(minutes=30),
+                        start_to_close_timeout=RENDER_TIMEOUT,
                         heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_seconds),
                         retry_policy=RETRY,
-                        # Wait for the activity to stop, so cleanup runs after its last write.
-                        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                        cancellation_type=WAIT_FOR_CANCEL,
                     )
-                self._progress.chunks_done += 1
-                self._progress.frames_done += chunk.frames
-                return result
 
-            results = await _gather_all_or_cancel([render(c.index) for c in chunks])
-            self._progress.state = "joining"
-            joined: JoinResult = await workflow.execute_activity(
-                "join_segments",
+            results = await _gather_all_or_cancel([render(chunk.index) for chunk in chunks])
+            joined = await workflow.execute_activity_method(
+                RenderActivities.join_segments,
                 JoinInput(request.task_id, [result.key for result in results]),
-                result_type=JoinResult,
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=2),
+                start_to_close_timeout=JOIN_TIMEOUT,
+                heartbeat_timeout=JOIN_HEARTBEAT_TIMEOUT,
                 retry_policy=RETRY,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                cancellation_type=WAIT_FOR_CANCEL,
             )
             await self._set_state(
                 TaskStateUpdate(
                     request.task_id,
-                    "succeeded",
+                    TaskState.succeeded,
                     video_key=joined.key,
                     video_size=joined.size,
                     frames_done=joined.frames,
                 )
             )
-            self._progress.state = "succeeded"
             return joined
         except asyncio.CancelledError:
             await self._canceled(request.task_id)
@@ -121,37 +102,35 @@ class RenderAnimationWorkflow:
                 # A cancel that reached the activities first surfaces as their failure.
                 await self._canceled(request.task_id)
                 raise CancelledError("render canceled") from error
-            self._progress.state = "failed"
             reason = _root_message(error)
             await self._cleanup(request.task_id)
-            await self._set_state(TaskStateUpdate(request.task_id, "failed", error=reason))
+            await self._set_state(TaskStateUpdate(request.task_id, TaskState.failed, error=reason))
             raise ApplicationError(reason, non_retryable=True) from error
 
     async def _canceled(self, task_id: str) -> None:
         # Activities started after the cancel still run (only the earlier ones were cancelled).
-        self._progress.state = "canceled"
         await self._cleanup(task_id)
-        await self._set_state(TaskStateUpdate(task_id, "canceled"))
+        await self._set_state(TaskStateUpdate(task_id, TaskState.canceled))
 
     async def _set_state(self, update: TaskStateUpdate) -> None:
-        await workflow.execute_activity(
-            "update_task_state",
+        await workflow.execute_activity_method(
+            RenderActivities.update_task_state,
             update,
             start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            retry_policy=BOOKKEEPING_RETRY,
         )
 
     async def _cleanup(self, task_id: str) -> None:
-        await workflow.execute_activity(
-            "delete_segments",
+        await workflow.execute_activity_method(
+            RenderActivities.delete_segments,
             CleanupInput(task_id, include_video=True),
             start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            retry_policy=BOOKKEEPING_RETRY,
         )
 
 
 async def _gather_all_or_cancel(
-    coroutines: list,  # type: ignore[type-arg]
+    coroutines: list[Coroutine[Any, Any, RenderChunkResult]],
 ) -> list[RenderChunkResult]:
     """Like gather, but the first failure cancels the other chunks (and waits for them)."""
     tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]

@@ -5,6 +5,9 @@ Temporal (``temporal server start-dev``, SQLite file), Postgres (``pgserver``), 
 directory, so accounts, tasks and videos survive a restart. A part configured through
 settings (FRACTAL_DATABASE_URL, FRACTAL_REDIS_URL, FRACTAL_TEMPORAL_ADDRESS,
 FRACTAL_STORAGE=s3) is used instead of its embedded stand-in.
+
+``embedded_services`` and ``start_worker`` are the assembly that ``fractal up`` and the
+service benchmark share.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from pydantic import SecretStr
 from fractal.settings import DEFAULT_JWT_SECRET, Settings, settings_to_env
 
 SECRET_FILE = "jwt-secret"
+Echo = Callable[[str], None]
 
 
 def persistent_secret(data_dir: Path) -> str:
@@ -40,31 +44,31 @@ def persistent_secret(data_dir: Path) -> str:
 
 @dataclass(frozen=True)
 class UpOptions:
-    temporal_port: int = 7233
-    temporal_ui_port: int = 8233
+    temporal_port: int | None = 7233
+    temporal_ui_port: int | None = 8233
+    # No Temporal Web UI (benchmarks, tests).
+    headless: bool = False
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """A worker process (``fractal worker``) with ``settings``, logging to ``log_path``."""
     env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child for its lifetime
     return subprocess.Popen(
-        [sys.executable, "-m", "activities.worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "fractal.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
-def run_stack(
-    settings: Settings,
-    options: UpOptions,
-    serve: Callable[[Settings], None],
-    echo: Callable[[str], None] = print,
-) -> None:
-    """Start the embedded parts, migrate, start a worker, then ``serve`` the API (blocks)."""
-    from fractal.embedded import (
-        embedded_postgres,
-        embedded_redis,
-        embedded_temporal,
-        stop_process,
-    )
+@contextlib.contextmanager
+def embedded_services(
+    settings: Settings, options: UpOptions = UpOptions(), echo: Echo = print
+) -> Iterator[Settings]:
+    """Start every backing service the settings do not point elsewhere, migrate the
+    database, and yield the settings completed with their addresses; stop them on exit."""
+    from fractal.embedded import embedded_postgres, embedded_redis, embedded_temporal
     from fractal.migrate import upgrade_database
 
     data_dir = settings.data_dir.resolve()
@@ -72,7 +76,6 @@ def run_stack(
     update: dict[str, object] = {"data_dir": data_dir}
     if settings.jwt_secret.get_secret_value() in ("", DEFAULT_JWT_SECRET):
         update["jwt_secret"] = SecretStr(persistent_secret(data_dir))
-    temporal_ui = None
     with contextlib.ExitStack() as stack:
         if not settings.database_url:
             echo("starting Postgres (pgserver) ...")
@@ -87,21 +90,35 @@ def run_stack(
                     data_dir / "temporal",
                     port=options.temporal_port,
                     ui_port=options.temporal_ui_port,
+                    headless=options.headless,
                 )
             )
-            temporal_ui = f"http://127.0.0.1:{options.temporal_ui_port}"
         settings = settings.model_copy(update=update)
         assert settings.database_url is not None
         echo("migrating the database ...")
         upgrade_database(settings.database_url)
+        yield settings
 
+
+def run_stack(
+    settings: Settings,
+    options: UpOptions,
+    serve: Callable[[Settings], None],
+    echo: Echo = print,
+) -> None:
+    """Start the embedded parts, migrate, start a worker, then ``serve`` the API (blocks)."""
+    from fractal.embedded import stop_process
+
+    embeds_temporal = "temporal_address" not in settings.model_fields_set
+    with embedded_services(settings, options, echo) as settings, contextlib.ExitStack() as stack:
+        data_dir = settings.data_dir
         worker = start_worker(settings, data_dir / "worker.log")
         stack.callback(stop_process, worker, 30)
 
         api = f"http://{settings.api_host}:{settings.api_port}"
         echo(f"API          {api}  (docs: {api}/docs)")
-        if temporal_ui:
-            echo(f"Temporal UI  {temporal_ui}")
+        if embeds_temporal and not options.headless:
+            echo(f"Temporal UI  http://127.0.0.1:{options.temporal_ui_port}")
         echo(f"data         {data_dir}  (worker log: {data_dir / 'worker.log'})")
         echo("press Ctrl-C to stop")
         previous = signal.signal(signal.SIGTERM, _interrupt)

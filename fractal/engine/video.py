@@ -28,7 +28,7 @@ Destination = str | os.PathLike[str] | BinaryIO
 class EncoderSettings:
     codec: str = "libx264"
     pix_fmt: str = "yuv420p"
-    # Measured on the standard animation (see README): veryfast + tune=animation at CRF 19
+    # Measured on the standard animation (docs/engine.md): veryfast + tune=animation, CRF 19
     # is faster, smaller and better (>= 41 dB) than plain veryfast at CRF 18.
     preset: str = "veryfast"
     tune: str = "animation"

@@ -1,4 +1,5 @@
-"""Temporal activities: render one chunk, join the segments, keep the task row current.
+"""The render activities as the worker runs them: render one chunk, join the segments,
+keep the task row current.
 
 They run in the worker's thread pool (synchronous functions): the Numba kernels release
 the GIL, so chunks rendered in parallel threads use the cores without extra processes.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,41 +21,52 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from fractal.db import FINAL_STATES, Task, TaskChunk, TaskState, session_scope, utcnow
+from fractal.db import Task, TaskChunk, chunk_frames_done, session_scope, utcnow
+from fractal.engine import RenderCancelled, concat_segments, render_segment
 from fractal.spec import AnimationSpec, format_validation_error
+from fractal.states import FINAL_STATES, TaskState
 from fractal.storage import ObjectStore, segment_key, segments_prefix, video_key
 from workflows.contracts import (
     INVALID_SPEC_ERROR,
     CleanupInput,
     JoinInput,
     JoinResult,
+    RenderActivities,
     RenderChunkInput,
     RenderChunkResult,
     TaskStateUpdate,
 )
+
+
+def activity_names() -> list[str]:
+    """The contract's activities: its public methods."""
+    return [
+        name
+        for name, member in vars(RenderActivities).items()
+        if callable(member) and not name.startswith("_")
+    ]
+
 
 # Seconds between a chunk's heartbeats (a cancel is noticed through them) and progress rows.
 # Per frame would cost the worker a quarter more CPU (measured).
 REPORT_INTERVAL = 0.5
 
 
-class RenderActivities:
-    """The activities, bound to one object store and database."""
+class WorkerActivities(RenderActivities):
+    """The render activities, bound to one object store and database."""
 
     def __init__(self, store: ObjectStore, sessions: sessionmaker[Session]) -> None:
         self.store = store
         self.sessions = sessions
 
-    def all(self) -> list[object]:
-        return [self.render_chunk, self.join_segments, self.delete_segments,
-                self.update_task_state]  # fmt: skip
+    def all(self) -> list[Callable[..., object]]:
+        """Every activity the contract declares, bound to this object, for the worker."""
+        return [getattr(self, name) for name in activity_names()]
 
     # -- rendering -------------------------------------------------------------------
 
-    @activity.defn(name="render_chunk")
+    @activity.defn
     def render_chunk(self, chunk: RenderChunkInput) -> RenderChunkResult:
-        from activities.render.video import RenderCancelled, render_segment
-
         try:
             spec = AnimationSpec.model_validate(chunk.spec)
         except ValidationError as error:
@@ -108,9 +121,10 @@ class RenderActivities:
 
     def _write_progress(self, chunk: RenderChunkInput, frames_done: int) -> None:
         statement = insert(TaskChunk).values(
-            task_id=uuid.UUID(chunk.task_id), chunk_index=chunk.chunk_index,
+            task_id=uuid.UUID(chunk.task_id),
+            chunk_index=chunk.chunk_index,
             frames_done=frames_done,
-        )  # fmt: skip
+        )
         statement = statement.on_conflict_do_update(
             index_elements=[TaskChunk.task_id, TaskChunk.chunk_index],
             set_={"frames_done": frames_done},
@@ -124,10 +138,8 @@ class RenderActivities:
 
     # -- joining -----------------------------------------------------------------------
 
-    @activity.defn(name="join_segments")
+    @activity.defn
     def join_segments(self, job: JoinInput) -> JoinResult:
-        from activities.render.video import concat_segments
-
         key = video_key(job.task_id)
         with tempfile.TemporaryDirectory(prefix="fractal-join-") as scratch:
             paths = []
@@ -144,7 +156,7 @@ class RenderActivities:
             key=key, frames=info.frames, duration_seconds=float(info.duration), size=size
         )
 
-    @activity.defn(name="delete_segments")
+    @activity.defn
     def delete_segments(self, job: CleanupInput) -> int:
         if job.include_video:
             self.store.delete(video_key(job.task_id))
@@ -152,7 +164,7 @@ class RenderActivities:
 
     # -- bookkeeping -------------------------------------------------------------------
 
-    @activity.defn(name="update_task_state")
+    @activity.defn
     def update_task_state(self, update: TaskStateUpdate) -> bool:
         """Move the task row on; a deleted row (its user is gone) is not an error."""
         with session_scope(self.sessions) as session:
@@ -162,7 +174,7 @@ class RenderActivities:
             if task is None or task.state in FINAL_STATES:
                 return False
             task.state = update.state
-            if update.state == TaskState.running.value:
+            if update.state == TaskState.running:
                 task.started_at = task.started_at or utcnow()
             if update.state in FINAL_STATES:
                 task.finished_at = utcnow()
@@ -175,10 +187,5 @@ class RenderActivities:
             if update.frames_done is not None:
                 task.frames_done = update.frames_done
             elif update.state in FINAL_STATES:
-                task.frames_done = _chunk_frames(session, task)
+                task.frames_done = chunk_frames_done(session, task.id, task.frames_total)
             return True
-
-
-def _chunk_frames(session: Session, task: Task) -> int:
-    rows = session.scalars(select(TaskChunk.frames_done).where(TaskChunk.task_id == task.id))
-    return min(sum(rows), task.frames_total)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .base import EscapeBuffers, PixelGrid
+
 LANES = 32
 TILE = 2048
 FIRST_PASS = 8
@@ -253,8 +255,20 @@ def escape_counts(
                         pending += 1
             # Iterate the queue once it is full, and at the very end.
             if pending > TILE or (row == rows - 1 and col + LANES >= width):
-                _finish_survivors(state, slot, pending, first_steps, cr, ci, max_iter,
-                                  bailout2, flat_counts, flat_r2, want_r2, mirror)  # fmt: skip
+                _finish_survivors(
+                    state,
+                    slot,
+                    pending,
+                    first_steps,
+                    cr,
+                    ci,
+                    max_iter,
+                    bailout2,
+                    flat_counts,
+                    flat_r2,
+                    want_r2,
+                    mirror,
+                )
                 pending = 0
 
 
@@ -263,19 +277,22 @@ def symmetric_view(center: complex) -> bool:
     return center == 0
 
 
-def render_counts(
-    c: complex,
-    max_iter: int,
-    bailout2: float,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    counts: np.ndarray,
-    final_r2: np.ndarray,
-    want_r2: bool,
-    center: complex,
-) -> None:
-    """The kernel-module entry point used by the frame renderer."""
-    escape_counts(
-        xs, ys, c.real, c.imag, max_iter, bailout2, counts, final_r2, want_r2,
-        symmetric_view(center),
-    )  # fmt: skip
+class JuliaKernel:
+    """z -> z² + c from z0 = the pixel, c fixed for the frame."""
+
+    def escape_counts(
+        self, c: complex, grid: PixelGrid, max_iter: int, bailout2: float, out: EscapeBuffers
+    ) -> None:
+        mirror = symmetric_view(grid.center)
+        escape_counts(
+            grid.xs,
+            grid.ys,
+            c.real,
+            c.imag,
+            max_iter,
+            bailout2,
+            out.counts,
+            out.final_r2,
+            out.want_r2,
+            mirror,
+        )

@@ -1,0 +1,10 @@
+"""URL paths other parts of the system point at (the local store's links, the token URL
+of the OpenAPI security scheme, the command-line client)."""
+
+from __future__ import annotations
+
+SIGNUP = "/v1/auth/signup"
+TOKEN = "/v1/auth/token"
+USERS = "/v1/users"
+ANIMATIONS = "/v1/animations"
+FILES = "/v1/files"

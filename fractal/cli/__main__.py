@@ -1,0 +1,3 @@
+from fractal.cli import main
+
+main()

@@ -1,0 +1,132 @@
+"""The command-line client's plumbing: the saved token and the API calls it makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import platformdirs
+
+from api import paths
+from fractal.states import ACTIVE_STATES
+
+DEFAULT_API = "http://127.0.0.1:8000"
+TaskJson = dict[str, Any]
+T = TypeVar("T")
+
+
+def credentials_path() -> Path:
+    return Path(platformdirs.user_config_dir("fractal")) / "credentials.json"
+
+
+def save_credentials(api: str, token: str, expires_in: int) -> Path:
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"api": api, "access_token": token, "expires_at": int(time.time()) + expires_in}
+    # Created 0600 from the start: the token is never readable by others, not even briefly.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(data, handle)
+    path.chmod(0o600)
+    return path
+
+
+def load_credentials() -> dict[str, Any]:
+    path = credentials_path()
+    if not path.exists():
+        raise LookupError("not logged in: run `fractal login` first")
+    data: dict[str, Any] = json.loads(path.read_text())
+    if data.get("expires_at", 0) <= time.time():
+        raise LookupError("the saved token expired: run `fractal login` again")
+    return data
+
+
+class ApiError(Exception):
+    """The API refused a request: its status and what it said."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text[:200]
+        self.detail = detail
+        super().__init__(f"{response.status_code}: {detail}")
+
+
+def poll(
+    fetch: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    timeout: float | None = None,
+    interval: float = 0.5,
+    on_update: Callable[[T], None] | None = None,
+) -> T:
+    """Call ``fetch()`` every ``interval`` seconds until ``done(answer)``; the answer.
+
+    ``on_update`` sees every answer; past ``timeout`` seconds, TimeoutError.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        answer = fetch()
+        if on_update is not None:
+            on_update(answer)
+        if done(answer):
+            return answer
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"still not done after {timeout} s: {answer}")
+        time.sleep(interval)
+
+
+def wait_for_task(
+    fetch: Callable[[], TaskJson], until: Collection[str] = (), **options: Any
+) -> TaskJson:
+    """Poll a task (``fetch()`` answers its JSON) until its state is in ``until`` (default:
+    any final state); ``options`` as for ``poll``."""
+
+    def reached(task: TaskJson) -> bool:
+        return task["state"] in until if until else task["state"] not in ACTIVE_STATES
+
+    return poll(fetch, reached, **options)
+
+
+class ApiClient:
+    """The v1 API over HTTP, with the bearer token of a logged-in user (if any)."""
+
+    def __init__(self, api: str = DEFAULT_API, token: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=api.rstrip("/"), headers=headers, timeout=30)
+
+    def _ok(self, response: httpx.Response, *expected: int) -> httpx.Response:
+        if response.status_code not in expected:
+            raise ApiError(response)
+        return response
+
+    def log_in(self, username: str, password: str) -> tuple[str, int]:
+        """A new access token and its lifetime in seconds."""
+        response = self.http.post(paths.TOKEN, data={"username": username, "password": password})
+        body = self._ok(response, 200).json()
+        return body["access_token"], int(body["expires_in"])
+
+    def submit(self, spec: dict[str, Any]) -> TaskJson:
+        return dict(self._ok(self.http.post(paths.ANIMATIONS, json=spec), 202).json())
+
+    def task(self, task_id: str) -> TaskJson:
+        return dict(self._ok(self.http.get(f"{paths.ANIMATIONS}/{task_id}"), 200).json())
+
+    def wait(self, task_id: str, **options: Any) -> TaskJson:
+        """Poll the task until it is final (see ``wait_for_task`` for the options)."""
+        return wait_for_task(lambda: self.task(task_id), **options)
+
+    def download(self, url: str, output: Path) -> int:
+        with httpx.stream("GET", url, timeout=120) as response:
+            response.raise_for_status()
+            with output.open("wb") as handle:
+                for block in response.iter_bytes():
+                    handle.write(block)
+        return output.stat().st_size

@@ -1,0 +1,22 @@
+"""Escape-time kernels behind one small interface, one module per fractal.
+
+A kernel fills a frame's escape counts (and, for smooth colourings, |z|² after escape)
+for a grid of pixel centres. Adding a fractal means adding a module with a class that
+satisfies ``Kernel`` and registering it in ``KERNELS``.
+"""
+
+from __future__ import annotations
+
+from fractal.spec import FractalKind
+
+from .base import EscapeBuffers, Kernel, PixelGrid
+from .julia import JuliaKernel
+
+KERNELS: dict[FractalKind, Kernel] = {FractalKind.julia: JuliaKernel()}
+
+
+def kernel_for(kind: FractalKind) -> Kernel:
+    return KERNELS[kind]
+
+
+__all__ = ["KERNELS", "EscapeBuffers", "Kernel", "PixelGrid", "kernel_for"]
