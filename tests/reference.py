@@ -33,6 +33,28 @@ def escape_counts(
     return counts
 
 
+def mandelbrot_counts(
+    width: int, height: int, center: complex, scale: float, max_iter: int, bailout2: float
+) -> np.ndarray:
+    """The textbook Mandelbrot loop: z0 = 0, c = the pixel centre, count while |z|² <= b²."""
+    counts = np.zeros((height, width), np.int32)
+    pixel = scale / height
+    for j in range(height):
+        ci = center.imag + (height - 1.0 - 2.0 * j) * pixel
+        for i in range(width):
+            cr = center.real + (2.0 * i + 1.0 - width) * pixel
+            zr, zi, n = 0.0, 0.0, 0
+            while n < max_iter:
+                x2, y2 = zr * zr, zi * zi
+                if x2 + y2 > bailout2:
+                    break
+                zi = 2.0 * zr * zi + ci
+                zr = x2 - y2 + cr
+                n += 1
+            counts[j, i] = n
+    return counts
+
+
 def histogram_blue(counts: np.ndarray, max_iter: int) -> np.ndarray:
     """The original service's colouring: histogram equalisation, value = 255 ** cdf,
     colour (value, value, 255), interior (count == max_iter) black."""

@@ -85,3 +85,37 @@ def test_supersampling_averages_subpixels() -> None:
     got = FrameRenderer(ss).render(0)
     np.testing.assert_array_equal(got, expected.astype(np.uint8))
     assert not np.array_equal(got, FrameRenderer(plain).render(0))
+
+
+MANDELBROT_VIEWS = [
+    # (center, scale, max_iter, size): whole set (mirrored, cardioid and bulb inside),
+    # an odd height on the axis, off-axis seahorse valley, a boundary zoom with cycles.
+    (complex(-0.75, 0.0), 1.3, 300, (48, 36)),
+    (complex(-0.5, 0.0), 1.2, 120, (41, 31)),
+    (complex(-0.745, 0.11), 0.02, 1000, (40, 30)),
+    (complex(-1.25, 0.02), 0.1, 500, (36, 28)),
+    (complex(0.3, 0.0), 0.05, 1, (16, 16)),
+]
+
+
+@pytest.mark.parametrize(("center", "scale", "max_iter", "size"), MANDELBROT_VIEWS)
+@pytest.mark.parametrize("bailout2", [CLASSIC_BAILOUT2, SMOOTH_BAILOUT2])
+def test_mandelbrot_counts_match_the_plain_reference_exactly(
+    center: complex, scale: float, max_iter: int, size: tuple[int, int], bailout2: float
+) -> None:
+    from fractal.engine import EscapeBuffers, PixelGrid
+    from fractal.engine.kernels.mandelbrot import MandelbrotKernel
+
+    width, height = size
+    grid = PixelGrid.for_view(width, height, center, scale)
+    out = EscapeBuffers.for_grid(grid, want_r2=True)
+    MandelbrotKernel().escape_counts(0j, grid, max_iter, bailout2, out)
+    expected = reference.mandelbrot_counts(width, height, center, scale, max_iter, bailout2)
+    np.testing.assert_array_equal(out.counts, expected)
+    escaped = out.counts < max_iter
+    assert (out.final_r2[escaped] > bailout2).all()
+
+
+def test_mandelbrot_reference_views_have_inside_and_outside() -> None:
+    counts = reference.mandelbrot_counts(48, 36, complex(-0.75, 0.0), 1.3, 300, 4.0)
+    assert (counts == 300).sum() > 100 and (counts < 10).sum() > 100

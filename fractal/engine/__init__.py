@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .animation import default_workers, render_animation
 from .frames import FrameRenderer, warm_kernels
-from .kernels import EscapeBuffers, Kernel, PixelGrid, kernel_for
+from .kernels import EscapeBuffers, JuliaKernel, Kernel, MandelbrotKernel, PixelGrid, kernel_for
 from .memory import pin_mmap_threshold
 from .video import (
     ENCODER,
@@ -31,7 +31,9 @@ __all__ = [
     "EncoderSettings",
     "EscapeBuffers",
     "FrameRenderer",
+    "JuliaKernel",
     "Kernel",
+    "MandelbrotKernel",
     "PixelGrid",
     "RenderCancelled",
     "SegmentInfo",

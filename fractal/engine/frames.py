@@ -63,3 +63,7 @@ def warm_kernels() -> None:
     for colormap in Colormap:
         spec = AnimationSpec(width=16, height=16, frames=1, colormap=colormap, supersample=2)
         yuv420_frame(FrameRenderer(spec).render(0))
+    from .kernels import EscapeBuffers, MandelbrotKernel, PixelGrid
+
+    grid = PixelGrid.for_view(16, 16, complex(-0.5, 0.0), 1.5)
+    MandelbrotKernel().escape_counts(0j, grid, 50, 4.0, EscapeBuffers.for_grid(grid, True))

@@ -11,7 +11,10 @@ from fractal.spec import FractalKind
 
 from .base import EscapeBuffers, Kernel, PixelGrid
 from .julia import JuliaKernel
+from .mandelbrot import MandelbrotKernel
 
+# The animation kernels by spec fractal. MandelbrotKernel also draws the map of the
+# c-plane (the Julia sets' parameter space).
 KERNELS: dict[FractalKind, Kernel] = {FractalKind.julia: JuliaKernel()}
 
 
@@ -19,4 +22,12 @@ def kernel_for(kind: FractalKind) -> Kernel:
     return KERNELS[kind]
 
 
-__all__ = ["KERNELS", "EscapeBuffers", "Kernel", "PixelGrid", "kernel_for"]
+__all__ = [
+    "KERNELS",
+    "EscapeBuffers",
+    "JuliaKernel",
+    "Kernel",
+    "MandelbrotKernel",
+    "PixelGrid",
+    "kernel_for",
+]
