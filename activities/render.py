@@ -23,14 +23,24 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from fractal.db import Task, TaskChunk, chunk_frames_done, session_scope, utcnow
 from fractal.engine import RenderCancelled, concat_segments, render_segment
+from fractal.engine.stills import ImageFormat, encode_image, fit_size, render_still
 from fractal.spec import AnimationSpec, format_validation_error
 from fractal.states import FINAL_STATES, TaskState
-from fractal.storage import ObjectStore, segment_key, segments_prefix, video_key
+from fractal.storage import (
+    ObjectStore,
+    media_type_of,
+    poster_key,
+    segment_key,
+    segments_prefix,
+    video_key,
+)
 from workflows.contracts import (
     INVALID_SPEC_ERROR,
     CleanupInput,
     JoinInput,
     JoinResult,
+    PosterInput,
+    PosterResult,
     RenderActivities,
     RenderChunkInput,
     RenderChunkResult,
@@ -46,6 +56,9 @@ def activity_names() -> list[str]:
         if callable(member) and not name.startswith("_")
     ]
 
+
+# The poster is the first frame (what the video shows before it plays), at most this size.
+POSTER_MAX_SIZE = (960, 540)
 
 # Seconds between a chunk's heartbeats (a cancel is noticed through them) and progress rows.
 # Per frame would cost the worker a quarter more CPU (measured).
@@ -67,14 +80,7 @@ class WorkerActivities(RenderActivities):
 
     @activity.defn
     def render_chunk(self, chunk: RenderChunkInput) -> RenderChunkResult:
-        try:
-            spec = AnimationSpec.model_validate(chunk.spec)
-        except ValidationError as error:
-            raise ApplicationError(
-                f"invalid animation spec: {format_validation_error(error)}",
-                type=INVALID_SPEC_ERROR,
-                non_retryable=True,
-            ) from None
+        spec = _valid_spec(chunk.spec)
         key = segment_key(chunk.task_id, chunk.chunk_index)
         frames = chunk.stop_frame - chunk.first_frame
         if self.store.exists(key):
@@ -119,6 +125,19 @@ class WorkerActivities(RenderActivities):
         self._write_progress(chunk, frames)
         return RenderChunkResult(key=key, frames=frames, size=size)
 
+    @activity.defn
+    def write_poster(self, job: PosterInput) -> PosterResult:
+        spec = _valid_spec(job.spec)
+        width, height = fit_size(spec.width, spec.height, *POSTER_MAX_SIZE)
+        image = encode_image(render_still(spec, 0, width, height), ImageFormat.webp, 85)
+        key = poster_key(job.task_id)
+        with tempfile.TemporaryDirectory(prefix="fractal-poster-") as scratch:
+            path = Path(scratch) / "poster.webp"
+            path.write_bytes(image)
+            # Overwrites what an earlier attempt stored: a retry never fails on it.
+            size = self.store.put_file(key, path, media_type_of(key))
+        return PosterResult(key=key, size=size)
+
     def _write_progress(self, chunk: RenderChunkInput, frames_done: int) -> None:
         statement = insert(TaskChunk).values(
             task_id=uuid.UUID(chunk.task_id),
@@ -160,6 +179,7 @@ class WorkerActivities(RenderActivities):
     def delete_segments(self, job: CleanupInput) -> int:
         if job.include_video:
             self.store.delete(video_key(job.task_id))
+            self.store.delete(poster_key(job.task_id))
         return self.store.delete_prefix(segments_prefix(job.task_id))
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -184,8 +204,22 @@ class WorkerActivities(RenderActivities):
             if update.video_key is not None:
                 task.video_key = update.video_key
                 task.video_size = update.video_size
+            if update.poster_key is not None:
+                task.poster_key = update.poster_key
             if update.frames_done is not None:
                 task.frames_done = update.frames_done
             elif update.state in FINAL_STATES:
                 task.frames_done = chunk_frames_done(session, task.id, task.frames_total)
             return True
+
+
+def _valid_spec(fields: dict[str, object]) -> AnimationSpec:
+    """The spec, or the non-retryable failure of a spec no worker can render."""
+    try:
+        return AnimationSpec.model_validate(fields)
+    except ValidationError as error:
+        raise ApplicationError(
+            f"invalid animation spec: {format_validation_error(error)}",
+            type=INVALID_SPEC_ERROR,
+            non_retryable=True,
+        ) from None

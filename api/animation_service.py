@@ -30,6 +30,16 @@ def work_units(spec: AnimationSpec) -> int:
     return spec.pixels * spec.supersample**2 * spec.frame_count * spec.max_iter
 
 
+def work_refusal(context: AppContext, spec: AnimationSpec) -> str | None:
+    """Why the work cap refuses ``spec`` (the 422 detail of a submission); None if it fits."""
+    if work_units(spec) <= context.settings.max_work_units:
+        return None
+    return (
+        f"animation too large: pixels x supersample² x frames x max_iter = "
+        f"{work_units(spec)} exceeds {context.settings.max_work_units}"
+    )
+
+
 def submit(
     context: AppContext, session: Session, user: User, spec: AnimationSpec
 ) -> tuple[Task, dict[str, str]]:
@@ -38,12 +48,9 @@ def submit(
     Returns the task and the rate-limit headers to answer with.
     """
     headers = context.spend_rate_limit(context.submissions, str(user.id))
-    if work_units(spec) > context.settings.max_work_units:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"animation too large: pixels x supersample² x frames x max_iter = "
-            f"{work_units(spec)} exceeds {context.settings.max_work_units}",
-        )
+    refusal = work_refusal(context, spec)
+    if refusal is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
     # Lock the user's row so concurrent submissions count active tasks one at a time.
     session.execute(select(User.id).where(User.id == user.id).with_for_update())
     active = session.scalar(
@@ -85,8 +92,29 @@ def video_url(context: AppContext, task: Task) -> str | None:
     return context.store.presigned_url(task.video_key, context.settings.presign_expiry_seconds)
 
 
+def poster_url(context: AppContext, task: Task) -> str | None:
+    """A fresh presigned URL of the task's poster image; None without one."""
+    if task.state != TaskState.succeeded or not task.poster_key:
+        return None
+    return context.store.presigned_url(task.poster_key, context.settings.presign_expiry_seconds)
+
+
+def stored_keys(task: Task) -> list[str]:
+    """The task's objects that outlive its render: the video and its poster."""
+    return [key for key in (task.video_key, task.poster_key) if key]
+
+
+def eta_seconds(task: Task, frames_done: int) -> float | None:
+    """Seconds left at the pace since the task started running; None until it can tell."""
+    if task.state != TaskState.running or task.started_at is None or frames_done <= 0:
+        return None
+    elapsed = (utcnow() - task.started_at).total_seconds()
+    return round(max(0.0, elapsed / frames_done * (task.frames_total - frames_done)), 1)
+
+
 def describe(context: AppContext, session: Session, task: Task) -> TaskOut:
-    """The task as the v1 API shows it: state, progress, timings and its video's URL."""
+    """The task as the v1 API shows it: state, progress, timings, its video's and poster's
+    URLs."""
     done = progress_frames(session, task)
     return TaskOut(
         id=task.id,
@@ -95,6 +123,7 @@ def describe(context: AppContext, session: Session, task: Task) -> TaskOut:
             frames_done=done,
             frames_total=task.frames_total,
             percent=round(100 * done / task.frames_total, 1) if task.frames_total else 0.0,
+            eta_seconds=eta_seconds(task, done),
         ),
         spec=task.spec,
         created_at=task.created_at,
@@ -103,6 +132,7 @@ def describe(context: AppContext, session: Session, task: Task) -> TaskOut:
         error=task.error,
         video_url=video_url(context, task),
         video_size=task.video_size,
+        poster_url=poster_url(context, task),
     )
 
 
@@ -136,8 +166,8 @@ def cancel_or_delete(context: AppContext, session: Session, task: Task) -> Remov
             task.finished_at = utcnow()
             session.commit()
         return Removal.CANCEL_REQUESTED
-    if task.video_key:
-        context.store.delete(task.video_key)
+    for key in stored_keys(task):
+        context.store.delete(key)
     session.delete(task)
     session.commit()
     return Removal.DELETED
@@ -150,7 +180,7 @@ def delete_account(context: AppContext, session: Session, user: User) -> None:
         if task.state in ACTIVE_STATES:
             _cancel(context, task)
     for task in tasks:
-        if task.video_key:
-            context.store.delete(task.video_key)
+        for key in stored_keys(task):
+            context.store.delete(key)
     session.delete(user)  # tasks and progress rows go with it (ON DELETE CASCADE)
     session.commit()

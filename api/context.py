@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api import paths
 from api.errors import RateLimited, service_unavailable
 from api.ratelimit import RateLimiter, Rule
+from api.stills import StillRenderer
 from fractal.db import make_engine, make_session_factory
 from fractal.settings import Settings
 from fractal.storage import ObjectStore, make_store
@@ -39,6 +40,10 @@ class AppContext:
     limiter: RateLimiter
     submissions: Rule
     auth_attempts: Rule
+    # The studio's routes: previews and estimates, map tiles, rendered in this process.
+    stills: StillRenderer
+    previews: Rule
+    map_tiles: Rule
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -63,6 +68,11 @@ class AppContext:
             auth_attempts=Rule(
                 "auth", settings.auth_attempts_per_minute, settings.auth_attempts_per_minute
             ),
+            stills=StillRenderer(
+                settings.preview_threads, settings.preview_cache_megabytes * 1024 * 1024
+            ),
+            previews=Rule("preview", settings.previews_per_minute, settings.preview_burst),
+            map_tiles=Rule("tile", settings.map_tiles_per_minute, settings.map_tile_burst),
         )
 
     async def temporal(self) -> Client:
@@ -92,5 +102,6 @@ class AppContext:
         return decision.headers()
 
     def close(self) -> None:
+        self.stills.close()
         self.redis.close()
         self.engine.dispose()

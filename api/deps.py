@@ -40,7 +40,8 @@ UNAUTHORIZED = HTTPException(
 )
 
 
-def get_current_user(session: SessionDep, context: ContextDep, token: TokenDep) -> User:
+def authenticated_user(session: Session, context: AppContext, token: str) -> User:
+    """The account a bearer token speaks for; 401 if it is invalid or the account is gone."""
     try:
         identity = decode_access_token(token, context.settings)
     except InvalidToken:
@@ -49,6 +50,10 @@ def get_current_user(session: SessionDep, context: ContextDep, token: TokenDep) 
     if user is None or user.username != identity.username:  # deleted since it was issued
         raise UNAUTHORIZED
     return user
+
+
+def get_current_user(session: SessionDep, context: ContextDep, token: TokenDep) -> User:
+    return authenticated_user(session, context, token)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -9,12 +9,26 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DataError, OperationalError
 
+from api import paths
 from api.context import AppContext
 from api.reconcile import reconcile_forever
-from api.routes import animations, auth, compat, files, health, users
+from api.routes import (
+    animations,
+    auth,
+    compat,
+    events,
+    files,
+    health,
+    previews,
+    spec,
+    studio,
+    users,
+)
 from api.security import check_jwt_secret
 from fractal.settings import Settings, get_settings
 
@@ -31,13 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reconcile = asyncio.create_task(
             reconcile_forever(context, timedelta(seconds=settings.reconcile_interval_seconds))
         )
+        # Load the kernels and image codecs for previews without delaying the start.
+        warm = asyncio.create_task(run_in_threadpool(context.stills.warm))
         try:
             yield
         finally:
             reconcile.cancel()
+            warm.cancel()
             context.close()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from assets in a package: they work offline.
+    app = FastAPIOffline(
         title="Fractal Animation Server",
         version="1.0",
         description="Julia set animations rendered to MP4 by Temporal workers.",
@@ -55,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A value Postgres cannot store (a NUL character, say) that validation let through.
         return JSONResponse({"detail": "a value in the request cannot be stored"}, 422)
 
-    for module in (auth, users, animations, files, health, compat):
+    for module in (auth, users, spec, animations, events, previews, files, health, compat, studio):
         app.include_router(module.router)
+    app.mount(paths.STUDIO, studio.studio_files(), name="studio")
     return app

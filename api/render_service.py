@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
@@ -10,22 +11,31 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import AppContext
-from fractal.chunks import plan_render_chunks
+from fractal.chunks import Chunk, plan_render_chunks
 from fractal.db import Task
+from fractal.settings import Settings
 from fractal.spec import AnimationSpec
 from fractal.temporal import workflow_id_for
 from workflows.contracts import RenderRequest
 from workflows.render import RenderAnimationWorkflow
 
 
+def chunk_plan(
+    settings: Settings, spec: AnimationSpec, costs: Sequence[float] | None = None
+) -> list[Chunk]:
+    """The chunks a task of ``spec`` is rendered in, cut where their costs balance
+    (``costs``: the spec's ``frame_costs`` if already computed)."""
+    frames_per_chunk = max(1, round(settings.chunk_seconds * spec.fps))
+    return plan_render_chunks(spec, frames_per_chunk, costs=costs)
+
+
 def render_request(context: AppContext, task: Task) -> RenderRequest:
     """The workflow input of ``task``: its spec and chunks cut where their costs balance."""
     spec = AnimationSpec.model_validate(task.spec)
-    frames_per_chunk = max(1, round(context.settings.chunk_seconds * spec.fps))
     return RenderRequest(
         task_id=str(task.id),
         spec=task.spec,
-        chunk_stops=[chunk.stop_frame for chunk in plan_render_chunks(spec, frames_per_chunk)],
+        chunk_stops=[chunk.stop_frame for chunk in chunk_plan(context.settings, spec)],
         max_parallel_chunks=context.settings.max_parallel_chunks,
         heartbeat_timeout_seconds=context.settings.render_heartbeat_timeout_seconds,
     )

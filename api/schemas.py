@@ -32,6 +32,10 @@ class Progress(BaseModel):
     frames_done: int
     frames_total: int
     percent: float
+    eta_seconds: float | None = Field(
+        default=None,
+        description="while running: the time left at the pace since the render started",
+    )
 
 
 class TaskOut(BaseModel):
@@ -45,6 +49,9 @@ class TaskOut(BaseModel):
     error: str | None
     video_url: str | None = Field(description="presigned download URL once succeeded")
     video_size: int | None
+    poster_url: str | None = Field(
+        default=None, description="presigned URL of the poster image (the first frame, WebP)"
+    )
 
 
 class TaskPage(BaseModel):

@@ -126,9 +126,13 @@ def plan_balanced_chunks(costs: Sequence[float], count: int) -> list[Chunk]:
 
 
 def plan_render_chunks(
-    spec: AnimationSpec, frames_per_chunk: int, multiple_of: int = 1
+    spec: AnimationSpec,
+    frames_per_chunk: int,
+    multiple_of: int = 1,
+    costs: Sequence[float] | None = None,
 ) -> list[Chunk]:
     """The chunks to render ``spec`` in: ``chunk_count`` of them (at most
-    ``frames_per_chunk`` frames each on average), cut where the estimated costs balance."""
+    ``frames_per_chunk`` frames each on average), cut where the estimated costs balance
+    (``costs``: ``frame_costs(spec)`` when the caller has them already)."""
     count = chunk_count(spec.frame_count, frames_per_chunk, multiple_of)
-    return plan_balanced_chunks(frame_costs(spec), count)
+    return plan_balanced_chunks(frame_costs(spec) if costs is None else costs, count)

@@ -68,6 +68,7 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text)
     video_key: Mapped[str | None] = mapped_column(String(255))
     video_size: Mapped[int | None] = mapped_column(BigInteger)
+    poster_key: Mapped[str | None] = mapped_column(String(255))
 
 
 class TaskChunk(Base):

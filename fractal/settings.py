@@ -122,6 +122,51 @@ class Settings(BaseSettings):
         "without one",
     )
 
+    # -- studio: previews, map, live progress ----------------------------------------------
+    preview_max_pixels: int = Field(
+        default=1280 * 720,
+        ge=16 * 16,
+        description="largest width x height of a preview image (`/v1/preview`)",
+    )
+    preview_max_work_units: int = Field(
+        default=1_000_000_000,
+        ge=1,
+        description="most width x height x supersample² x max_iter of one preview",
+    )
+    previews_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="per user (or client address when anonymous): token bucket on rendered "
+        "previews and estimates, refill a minute (cached answers are free)",
+    )
+    preview_burst: int = Field(
+        default=60, ge=1, description="capacity of the preview bucket (a drag across the map)"
+    )
+    map_tiles_per_minute: int = Field(
+        default=3000,
+        ge=1,
+        description="per user or client address: token bucket on rendered map tiles",
+    )
+    map_tile_burst: int = Field(
+        default=300, ge=1, description="capacity of the map-tile bucket (a zoom needs ~20)"
+    )
+    preview_threads: int = Field(
+        default=2,
+        ge=1,
+        description="threads of the API process that render previews and map tiles",
+    )
+    preview_cache_megabytes: int = Field(
+        default=64,
+        ge=0,
+        description="memory of the API process for encoded previews and tiles (LRU)",
+    )
+    events_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="how often a live progress stream (`/v1/animations/{id}/events`) reads "
+        "the progress the workers record",
+    )
+
     # -- rendering ------------------------------------------------------------------------
     compat_spec: dict[str, Any] = Field(
         default_factory=dict,

@@ -31,6 +31,18 @@ def video_key(task_id: str) -> str:
     return f"videos/{task_id}.mp4"
 
 
+def poster_key(task_id: str) -> str:
+    return f"videos/{task_id}.webp"
+
+
+# What each kind of object is served as (the local store's downloads, S3 uploads).
+MEDIA_TYPES = {".mp4": "video/mp4", ".webp": "image/webp", ".png": "image/png"}
+
+
+def media_type_of(key: str) -> str:
+    return MEDIA_TYPES.get(Path(key).suffix, "application/octet-stream")
+
+
 class ObjectStore(Protocol):
     def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> int: ...
     def get_file(self, key: str, path: Path) -> None: ...

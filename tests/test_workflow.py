@@ -31,6 +31,8 @@ from workflows.contracts import (
     CleanupInput,
     JoinInput,
     JoinResult,
+    PosterInput,
+    PosterResult,
     RenderActivities,
     RenderChunkInput,
     RenderChunkResult,
@@ -47,6 +49,7 @@ class FakeActivities(RenderActivities):
     """Activities that record their calls; ``render`` decides what a chunk attempt does."""
 
     render: Callable[[RenderChunkInput], None] = lambda chunk: None
+    poster: Callable[[PosterInput], None] = lambda job: None
     calls: list[tuple[str, object]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rendering_now: int = 0
@@ -78,6 +81,12 @@ class FakeActivities(RenderActivities):
     def join_segments(self, job: JoinInput) -> JoinResult:
         self._record("join_segments", job)
         return JoinResult(f"videos/{job.task_id}.mp4", 12, 0.5, 1234)
+
+    @activity.defn
+    def write_poster(self, job: PosterInput) -> PosterResult:
+        self._record("write_poster", job)
+        self.poster(job)
+        return PosterResult(f"videos/{job.task_id}.webp", 99)
 
     @activity.defn
     def delete_segments(self, job: CleanupInput) -> int:
@@ -130,7 +139,13 @@ def states(fakes: FakeActivities) -> list[TaskState]:
 
 def test_every_contract_activity_is_implemented_by_the_worker() -> None:
     names = activity_names()
-    assert names == ["render_chunk", "join_segments", "delete_segments", "update_task_state"]
+    assert names == [
+        "render_chunk",
+        "join_segments",
+        "write_poster",
+        "delete_segments",
+        "update_task_state",
+    ]
     for name in names:
         assert getattr(WorkerActivities, name) is not getattr(RenderActivities, name), name
 
@@ -151,6 +166,24 @@ async def test_chunks_render_in_parallel_then_join_in_order(temporal: Client) ->
     assert states(fakes) == [TaskState.running, TaskState.succeeded]
     final = fakes.called("update_task_state")[-1]
     assert (final.video_key, final.video_size, final.frames_done) == (joined.key, 1234, 12)
+    assert fakes.called("delete_segments") == []
+    # The poster is its own step after the join, recorded with the video.
+    order = [name for name, _ in fakes.calls if name != "render_chunk"]
+    assert order == ["update_task_state", "join_segments", "write_poster", "update_task_state"]
+    [poster] = fakes.called("write_poster")
+    assert (poster.task_id, poster.spec) == (join.task_id, SPEC)
+    assert final.poster_key == f"videos/{join.task_id}.webp"
+
+
+async def test_a_poster_that_cannot_be_made_leaves_the_video_standing(temporal: Client) -> None:
+    def broken(job: PosterInput) -> None:
+        raise ApplicationError("no poster today", non_retryable=True)
+
+    fakes = FakeActivities(poster=broken)
+    await run_workflow(temporal, fakes)
+    assert states(fakes) == [TaskState.running, TaskState.succeeded]
+    final = fakes.called("update_task_state")[-1]
+    assert final.video_key is not None and final.poster_key is None
     assert fakes.called("delete_segments") == []
 
 

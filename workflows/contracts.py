@@ -66,9 +66,22 @@ class JoinResult:
 
 
 @dataclass
+class PosterInput:
+    task_id: str
+    spec: dict[str, Any]
+
+
+@dataclass
+class PosterResult:
+    key: str
+    size: int
+
+
+@dataclass
 class CleanupInput:
     task_id: str
-    # Also delete the final video: a cancel can race a join that was about to store it.
+    # Also delete the final video and its poster: a cancel can race a join that was about
+    # to store it.
     include_video: bool = False
 
 
@@ -80,6 +93,7 @@ class TaskStateUpdate:
     video_key: str | None = None
     video_size: int | None = None
     frames_done: int | None = None
+    poster_key: str | None = None
 
 
 class RenderActivities:
@@ -100,8 +114,14 @@ class RenderActivities:
         raise NotImplementedError
 
     @activity.defn
+    def write_poster(self, job: PosterInput) -> PosterResult:
+        """Render the animation's first frame as the poster image beside the video;
+        idempotent (a retry overwrites it)."""
+        raise NotImplementedError
+
+    @activity.defn
     def delete_segments(self, job: CleanupInput) -> int:
-        """Delete the task's segments (and with ``include_video`` its video)."""
+        """Delete the task's segments (and with ``include_video`` its video and poster)."""
         raise NotImplementedError
 
     @activity.defn

@@ -23,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
         CleanupInput,
         JoinInput,
         JoinResult,
+        PosterInput,
+        PosterResult,
         RenderActivities,
         RenderChunkInput,
         RenderChunkResult,
@@ -44,6 +46,16 @@ BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 RENDER_TIMEOUT = timedelta(minutes=30)
 JOIN_TIMEOUT = timedelta(minutes=30)
 JOIN_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+# The poster is one frame: a few attempts, and a render without one still succeeds.
+POSTER_TIMEOUT = timedelta(minutes=10)
+POSTER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=[INVALID_SPEC_ERROR],
+)
+# Workflows started before the poster step existed replay without it.
+POSTER_PATCH = "write-poster"
 # Wait for a cancelled activity to stop, so the cleanup runs after its last write.
 WAIT_FOR_CANCEL = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
@@ -84,6 +96,7 @@ class RenderAnimationWorkflow:
                 retry_policy=RETRY,
                 cancellation_type=WAIT_FOR_CANCEL,
             )
+            poster = await self._poster(request)
             await self._set_state(
                 TaskStateUpdate(
                     request.task_id,
@@ -91,6 +104,7 @@ class RenderAnimationWorkflow:
                     video_key=joined.key,
                     video_size=joined.size,
                     frames_done=joined.frames,
+                    poster_key=poster.key if poster else None,
                 )
             )
             return joined
@@ -106,6 +120,24 @@ class RenderAnimationWorkflow:
             await self._cleanup(request.task_id)
             await self._set_state(TaskStateUpdate(request.task_id, TaskState.failed, error=reason))
             raise ApplicationError(reason, non_retryable=True) from error
+
+    async def _poster(self, request: RenderRequest) -> PosterResult | None:
+        """The poster beside the video; None when it could not be made (the video stands)."""
+        if not workflow.patched(POSTER_PATCH):
+            return None
+        try:
+            return await workflow.execute_activity_method(
+                RenderActivities.write_poster,
+                PosterInput(request.task_id, request.spec),
+                start_to_close_timeout=POSTER_TIMEOUT,
+                retry_policy=POSTER_RETRY,
+                cancellation_type=WAIT_FOR_CANCEL,
+            )
+        except ActivityError as error:
+            if isinstance(error.cause, CancelledError):
+                raise
+            workflow.logger.warning("no poster for %s: %s", request.task_id, _root_message(error))
+            return None
 
     async def _canceled(self, task_id: str) -> None:
         # Activities started after the cancel still run (only the earlier ones were cancelled).

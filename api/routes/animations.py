@@ -17,6 +17,7 @@ from api.animation_service import (
     cancel_or_delete,
     describe,
     owned_task,
+    poster_url,
     submit,
     video_url,
 )
@@ -111,6 +112,25 @@ def download_animation(
     url = video_url(context, task)
     if url is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"animation is {task.state}")
+    return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
+
+
+@router.get(
+    "/{task_id}/poster",
+    status_code=status.HTTP_302_FOUND,
+    response_class=RedirectResponse,
+    responses={**NOT_FOUND, 409: {"model": Problem, "description": "not rendered yet"}},
+)
+def animation_poster(
+    task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> RedirectResponse:
+    """302 to the poster image (the first frame, WebP) of a finished animation."""
+    task = owned_task(session, user, task_id)
+    if task.state != TaskState.succeeded:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"animation is {task.state}")
+    url = poster_url(context, task)
+    if url is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="this animation has no poster")
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
 
 

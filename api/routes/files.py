@@ -1,4 +1,5 @@
-"""Downloads from the local object store, through expiring HMAC-signed URLs."""
+"""Downloads from the local object store (videos, posters), through expiring HMAC-signed
+URLs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi.responses import FileResponse
 
 from api import paths
 from api.deps import ContextDep
-from fractal.storage import InvalidKey, LocalStore
+from fractal.storage import InvalidKey, LocalStore, media_type_of
 
 router = APIRouter(prefix=paths.FILES, tags=["files"])
 
@@ -36,4 +37,4 @@ def download_file(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from None
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
-    return FileResponse(path, media_type="video/mp4", filename=path.name)
+    return FileResponse(path, media_type=media_type_of(key), filename=path.name)

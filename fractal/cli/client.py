@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,16 +48,86 @@ def load_credentials() -> dict[str, Any]:
 
 
 class ApiError(Exception):
-    """The API refused a request: its status and what it said."""
+    """The API refused a request: its status, what it said, and how long to wait (429)."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.status_code = response.status_code
         try:
-            detail = response.json().get("detail")
+            body = response.json()
+            detail = body.get("detail") if isinstance(body, dict) else body
         except ValueError:
             detail = response.text[:200]
         self.detail = detail
+        retry_after = response.headers.get("retry-after", "")
+        self.retry_after = int(retry_after) if retry_after.isdigit() else None
         super().__init__(f"{response.status_code}: {detail}")
+
+    def problems(self) -> list[str]:
+        """The refusal in plain lines: one ``field: reason`` per invalid field."""
+        if isinstance(self.detail, list):
+            lines = []
+            for item in self.detail:
+                if not isinstance(item, dict):
+                    lines.append(str(item))
+                    continue
+                # FastAPI's loc starts with where the value was: body, query, path.
+                loc = [str(part) for part in item.get("loc", ())]
+                if loc and loc[0] in ("body", "query", "path", "header"):
+                    loc = loc[1:]
+                message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+                lines.append(f"{'.'.join(loc) or 'request'}: {message}")
+            return lines
+        return [str(self.detail) if self.detail else "no reason given"]
+
+    def explain(self) -> str:
+        """What a person should read: the reason and, where it helps, what to do."""
+        reason = "; ".join(self.problems())
+        if self.status_code == 401:
+            return f"{reason} (log in again: fractal login)"
+        if self.status_code == 404:
+            return "not found (or not yours)"
+        if self.status_code == 422:
+            return "refused:\n  " + "\n  ".join(self.problems())
+        if self.status_code == 429:
+            wait = f"; retry in {self.retry_after} s" if self.retry_after else ""
+            return f"too many requests: {reason}{wait}"
+        if self.status_code >= 500:
+            return f"the service is unavailable ({self.status_code}): {reason}; try again later"
+        return f"{reason} ({self.status_code})"
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One Server-Sent Event: ``event`` (default ``message``), its ``data`` and ``id``."""
+
+    event: str
+    data: str
+    id: str | None = None
+
+
+def iter_server_events(lines: Iterable[str]) -> Iterator[ServerEvent]:
+    """The events of a ``text/event-stream`` given line by line (comments skipped)."""
+    event, event_id = "message", None
+    data: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield ServerEvent(event, "\n".join(data), event_id)
+            event, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+    if data:
+        yield ServerEvent(event, "\n".join(data), event_id)
 
 
 def poll(
