@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from api import paths
 from api.context import AppContext
+from api.docs_policy import DocsPolicy
 from api.reconcile import reconcile_forever
 from api.routes import (
     animations,
@@ -76,4 +77,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, users, spec, animations, events, previews, files, health, compat, studio):
         app.include_router(module.router)
     app.mount(paths.STUDIO, studio.studio_files(), name="studio")
+    app.add_middleware(DocsPolicy, paths={"/docs", "/redoc"})
     return app
