@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser the studio's tests drive (Playwright cannot download its own here).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run render test lint bench bench-service docs migration clean
 
@@ -21,9 +23,18 @@ run: $(STAMP)
 render: $(STAMP)
 	$(BIN)/fractal render -o julia.mp4
 
-# Lint and types, then every test (real Temporal, Postgres, Redis and S3 servers).
-test: lint
+# Lint and types, then every test (real Temporal, Postgres, Redis and S3 servers, Chromium).
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# Debian's Chromium, installed when missing (as root; otherwise say how).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "the studio's browser tests need Debian's Chromium: sudo apt-get install chromium" >&2; \
+		exit 1; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,7 +6,13 @@ API and the embedded servers (``fractal up``).
 
 from __future__ import annotations
 
-from fractal.cli import local, remote, service  # noqa: F401 - each registers its commands
+from fractal.cli import (  # noqa: F401 - each registers its commands
+    account,
+    animations,
+    local,
+    remote,
+    service,
+)
 from fractal.cli.app import app
 
 

@@ -47,6 +47,23 @@ def load_credentials() -> dict[str, Any]:
     return data
 
 
+def forget_credentials() -> bool:
+    """Delete the saved token; False if there was none."""
+    path = credentials_path()
+    if not path.exists():
+        return False
+    path.unlink()
+    return True
+
+
+def saved_api() -> str | None:
+    """The API the saved token is for (even an expired one), if any."""
+    try:
+        return str(json.loads(credentials_path().read_text())["api"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 class ApiError(Exception):
     """The API refused a request: its status, what it said, and how long to wait (429)."""
 
@@ -184,11 +201,77 @@ class ApiClient:
         body = self._ok(response, 200).json()
         return body["access_token"], int(body["expires_in"])
 
+    def sign_up(self, username: str, password: str) -> dict[str, Any]:
+        body = {"username": username, "password": password}
+        return dict(self._ok(self.http.post(paths.SIGNUP, json=body), 201).json())
+
+    def me(self) -> dict[str, Any]:
+        return dict(self._ok(self.http.get(f"{paths.USERS}/me"), 200).json())
+
     def submit(self, spec: dict[str, Any]) -> TaskJson:
         return dict(self._ok(self.http.post(paths.ANIMATIONS, json=spec), 202).json())
 
     def task(self, task_id: str) -> TaskJson:
         return dict(self._ok(self.http.get(f"{paths.ANIMATIONS}/{task_id}"), 200).json())
+
+    def tasks(
+        self, state: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of the user's tasks, newest first: ``{items, next_cursor}``."""
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        if cursor:
+            params["cursor"] = cursor
+        return dict(self._ok(self.http.get(paths.ANIMATIONS, params=params), 200).json())
+
+    def all_tasks(self, state: str | None = None) -> Iterator[TaskJson]:
+        cursor = None
+        while True:
+            page = self.tasks(state, limit=100, cursor=cursor)
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def delete(self, task_id: str) -> TaskJson | None:
+        """Cancel an active task (its JSON, cancel requested) or delete a finished one (None)."""
+        response = self._ok(self.http.delete(f"{paths.ANIMATIONS}/{task_id}"), 202, 204)
+        return dict(response.json()) if response.status_code == 202 else None
+
+    def events(self, task_id: str) -> Iterator[ServerEvent]:
+        """The task's live progress (Server-Sent Events) until the server ends the stream."""
+        url = f"{paths.ANIMATIONS}/{task_id}/events"
+        timeout = httpx.Timeout(30, read=120)  # the server sends a keep-alive every 15 s
+        with self.http.stream("GET", url, timeout=timeout) as response:
+            if response.status_code != 200:
+                response.read()
+                raise ApiError(response)
+            yield from iter_server_events(response.iter_lines())
+
+    def follow(
+        self, task_id: str, on_update: Callable[[TaskJson], None], attempts: int = 5
+    ) -> TaskJson:
+        """Follow the task's event stream until a final state (reconnecting when the
+        connection drops); its final JSON."""
+        failures = 0
+        task: TaskJson | None = None
+        while True:
+            try:
+                for event in self.events(task_id):
+                    if event.event == "gone":
+                        raise LookupError("the animation was deleted")
+                    if event.event == "progress":
+                        task = json.loads(event.data)
+                        on_update(task)
+                        failures = 0
+            except httpx.TransportError:
+                failures += 1
+                if failures >= attempts:
+                    raise
+                time.sleep(min(2**failures, 10))
+            if task is not None and task["state"] not in ACTIVE_STATES:
+                return task
 
     def wait(self, task_id: str, **options: Any) -> TaskJson:
         """Poll the task until it is final (see ``wait_for_task`` for the options)."""

@@ -1,4 +1,4 @@
-"""Commands that talk to a running server: log in, submit an animation and follow it."""
+"""Submit an animation to the server you logged in to, and follow it."""
 
 from __future__ import annotations
 
@@ -9,30 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from fractal.cli.app import app, check_output_path, fail, frame_progress, validated_spec
-from fractal.cli.client import (
-    DEFAULT_API,
-    ApiClient,
-    ApiError,
-    TaskJson,
-    load_credentials,
-    save_credentials,
-)
+from fractal.cli.client import ApiClient, ApiError, TaskJson, load_credentials
 from fractal.cli.spec_options import merge_spec_fields, spec_options
-
-
-@app.command()
-def login(
-    username: Annotated[str, typer.Option(prompt=True)],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
-    api_url: Annotated[str, typer.Option("--api", help="API base URL")] = DEFAULT_API,
-) -> None:
-    """Log in and keep the token in your config directory (mode 0600)."""
-    try:
-        token, expires_in = ApiClient(api_url).log_in(username, password)
-    except (ApiError, OSError) as error:
-        raise fail(f"login failed: {error}") from None
-    path = save_credentials(api_url, token, expires_in)
-    typer.echo(f"logged in; token saved to {path}")
 
 
 def _json_object(text: str | None) -> dict[str, Any]:
@@ -74,7 +52,7 @@ def submit(
     try:
         task = client.submit(spec.model_dump(mode="json", exclude_unset=True))
     except ApiError as error:
-        raise fail(f"submission refused: {error}") from None
+        raise fail(f"submission refused: {error.explain()}") from None
     typer.echo(f"task {task['id']} {task['state']}")
     if not (wait or output):
         return
