@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The browser the studio's tests drive (Playwright cannot download its own here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run render test lint bench bench-service docs migration clean
+.PHONY: run render test lint bench bench-service bench-studio docs migration clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench: $(STAMP)
 
 bench-service: $(STAMP)
 	$(BIN)/python -m bench.service
+
+bench-studio: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m bench.studio
 
 # Rewrite the documentation generated from the code (docs/configuration.md).
 docs: $(STAMP)

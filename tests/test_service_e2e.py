@@ -44,7 +44,12 @@ def _render_and_check(stack: Stack, username: str, tmp_path) -> None:
         assert set(states) <= set(order) and states == sorted(states, key=order.index)
         frames = [done for _, done in seen]
         assert frames == sorted(frames) and all(0 <= done <= 24 for done in frames)
-        assert task["progress"] == {"frames_done": 24, "frames_total": 24, "percent": 100.0}
+        assert task["progress"] == {
+            "frames_done": 24,
+            "frames_total": 24,
+            "percent": 100.0,
+            "eta_seconds": None,
+        }
         assert task["started_at"] and task["finished_at"] and task["video_size"] > 0
         assert task["spec"]["width"] == 64
 
@@ -63,6 +68,10 @@ def _render_and_check(stack: Stack, username: str, tmp_path) -> None:
         redirect = client.get(f"/v1/animations/{task['id']}/video", headers=headers)
         assert redirect.status_code == 302
         assert httpx.get(redirect.headers["Location"], timeout=30).content == video.content
+        # The poster, through the store's own presigned link (S3 or the signed local one).
+        poster = httpx.get(task["poster_url"], timeout=30)
+        assert poster.status_code == 200 and poster.content[8:12] == b"WEBP"
+        assert poster.headers["content-type"] == "image/webp"
 
         listing = client.get("/v1/animations", headers=headers).json()
         assert [item["id"] for item in listing["items"]] == [task["id"]]
@@ -75,7 +84,11 @@ def _render_and_check(stack: Stack, username: str, tmp_path) -> None:
 
     store = stack.store()
     assert store.list_keys(f"segments/{task['id']}/") == []
-    assert store.list_keys(f"videos/{task['id']}") == [f"videos/{task['id']}.mp4"]
+    # The video and its poster, nothing else.
+    assert store.list_keys(f"videos/{task['id']}") == [
+        f"videos/{task['id']}.mp4",
+        f"videos/{task['id']}.webp",
+    ]
 
 
 def test_end_to_end_with_local_store(local_stack: Stack, tmp_path) -> None:

@@ -138,5 +138,9 @@ def test_worker_killed_mid_render_loses_nothing(local_stack: Stack) -> None:
         assert done["progress"]["frames_done"] == 96
     store = local_stack.store()
     assert store.list_keys(f"segments/{task['id']}/") == []
-    assert store.list_keys(f"videos/{task['id']}") == [f"videos/{task['id']}.mp4"]
+    # One video and its poster.
+    assert store.list_keys(f"videos/{task['id']}") == [
+        f"videos/{task['id']}.mp4",
+        f"videos/{task['id']}.webp",
+    ]
     wait_for_workflow(local_stack, task["id"], "COMPLETED")

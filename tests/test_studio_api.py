@@ -352,3 +352,18 @@ def test_the_api_docs_use_no_cdn(local_stack: Stack) -> None:
         assert "/static-offline-docs/swagger-ui-bundle.js" in docs
         bundle = client.get("/static-offline-docs/swagger-ui-bundle.js")
         assert bundle.status_code == 200 and len(bundle.content) > 100_000
+
+
+def test_every_studio_asset_ships_with_the_package() -> None:
+    """`pip install` (and the Docker image) must carry the page: every file under
+    api/studio/ is matched by the package-data globs of pyproject.toml."""
+    import tomllib
+
+    from tests.stack import ROOT
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["api"]
+    package = ROOT / "api"
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    assets = {path for path in (package / "studio").rglob("*") if path.is_file()}
+    assert assets and assets - shipped == set()

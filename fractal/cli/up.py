@@ -116,6 +116,7 @@ def run_stack(
         stack.callback(stop_process, worker, 30)
 
         api = f"http://{settings.api_host}:{settings.api_port}"
+        echo(f"Studio       {api}/  (open it in a browser)")
         echo(f"API          {api}  (docs: {api}/docs)")
         if embeds_temporal and not options.headless:
             echo(f"Temporal UI  http://127.0.0.1:{options.temporal_ui_port}")

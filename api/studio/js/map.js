@@ -237,7 +237,8 @@ export class CPlaneMap {
     if (this.mode === "rotate") {
       this.moveHandle({ kind: "c" }, point, true);
     } else {
-      this.points = [...this.points, point];
+      const rounded = { re: roundTo(point.re, this.view.perPixel), im: roundTo(point.im, this.view.perPixel) };
+      this.points = [...this.points, rounded];
       this.callbacks.onPoints(this.points, true);
       this.draw();
     }
