@@ -186,7 +186,7 @@ def page_bytes(base_url: str) -> dict[str, Any]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         responses: list[Any] = []
-        page.on("requestfinished", responses.append)
+        page.on("requestfinished", lambda request: responses.append(request))
         page.goto(base_url + "/")
         page.wait_for_selector("body[data-ready=true]", timeout=60_000)
         page.wait_for_load_state("networkidle")
