@@ -51,11 +51,15 @@ class Stack:
     settings: Settings
     base_url: str
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_metrics_ports: list[int] = field(default_factory=list)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        """A worker with its own metrics port (they share this machine)."""
         log_path = self.settings.data_dir / f"worker-{len(self.workers)}.log"
-        process = start_worker(self.settings, log_path)
+        settings = self.settings.model_copy(update={"worker_metrics_port": free_port()})
+        process = start_worker(settings, log_path)
         self.workers.append(process)
+        self.worker_metrics_ports.append(settings.worker_metrics_port)
         return process
 
     def stop_workers(self) -> None:

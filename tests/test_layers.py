@@ -32,6 +32,7 @@ INFRASTRUCTURE = {
     "fractal.embedded",
     "fractal.migrate",
     "fractal.migrations",
+    "fractal.observability",
 }
 # Which layers each layer may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
