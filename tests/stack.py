@@ -24,12 +24,15 @@ TEST_SECRET = "test-secret-" + "x" * 32
 
 
 @contextlib.contextmanager
-def serve_api(settings: Settings) -> Iterator[str]:
+def serve_api(settings: Settings, *, tracing: Any = None) -> Iterator[str]:
     """Serve ``create_app(settings)`` on its api_port; yields the base URL."""
     from api.main import create_app
 
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.api_port, log_level="warning"
+        create_app(settings, tracing=tracing),
+        host="127.0.0.1",
+        port=settings.api_port,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
