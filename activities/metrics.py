@@ -36,6 +36,7 @@ CANCELLED = "cancelled"
 WORKER_SHUTDOWN = "worker_shutdown"
 STORAGE = "storage"
 ERROR = "error"
+FAILURE_REASONS = (INVALID_SPEC, CANCELLED, WORKER_SHUTDOWN, STORAGE, ERROR)
 
 
 class RenderMetrics:
@@ -72,6 +73,11 @@ class RenderMetrics:
         self._active = 0
         self._lock = threading.Lock()  # chunks run in the worker's thread pool
         self._active_gauge.set(0)
+        # Every series exists from the start (at 0), so rates and alerts see no gap.
+        for reason in FAILURE_REASONS:
+            self._failures.with_additional_attributes({"reason": reason}).add(0)
+        for kind in ("segment", "video"):
+            self.bytes_written.with_additional_attributes({"kind": kind}).add(0)
 
     @contextlib.contextmanager
     def chunk_running(self) -> Iterator[None]:

@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -191,9 +192,16 @@ def test_worker_serves_temporal_sdk_and_render_metrics(
     ):
         assert value(after, name) > value(before, name), name
     assert value(after, "fractal_render_active_chunks") == 0
-    # The SDK's own metrics come from the same endpoint (PrometheusConfig).
+    # The SDK's own metrics come from the same endpoint (PrometheusConfig), and every one
+    # the chart's Grafana dashboard plots is among them.
+    from tests.test_deploy_operations import dashboard_metric_names
+
     names = {name for name, _ in samples(after)}
-    assert any(name.startswith("temporal_") for name in names), sorted(names)[:20]
+    plotted = {name for name in dashboard_metric_names() if name.startswith("temporal_")}
+    assert plotted and plotted <= names, plotted - names
+    plotted_render = {name for name in dashboard_metric_names() if name.startswith("fractal_")}
+    plotted_render -= {n for n in plotted_render if n.startswith("fractal_api_")}
+    assert plotted_render <= names, plotted_render - names
 
 
 def test_a_taken_worker_metrics_port_stops_the_worker_with_a_clear_message() -> None:
@@ -328,3 +336,73 @@ def test_the_api_logs_one_access_line_per_request_with_its_context(
     assert line["method"] == "GET" and line["path"] == f"/v1/animations/{task_id}"
     assert isinstance(line["duration_ms"], float) and line["user_id"]
     assert not [entry for entry in lines if entry.get("route") == "/healthz"]
+
+
+# --- Temporal over TLS ---------------------------------------------------------------------
+
+
+def test_temporal_tls_settings_build_the_client_tls_config(tmp_path: Path) -> None:
+    from temporalio.service import TLSConfig
+
+    from fractal.temporal import tls_config
+
+    def settings(**values: object) -> Settings:
+        return Settings.model_validate({"_env_file": None, **values})
+
+    assert tls_config(settings()) is False
+    assert tls_config(settings(temporal_tls=True)) is True
+    assert tls_config(settings(temporal_api_key="key")) is True  # an API key implies TLS
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
+    for path in (ca, cert, key):
+        path.write_bytes(f"-----BEGIN {path.stem}-----".encode())
+    config = tls_config(
+        settings(
+            temporal_tls_server_ca_file=ca,
+            temporal_tls_client_cert_file=cert,
+            temporal_tls_client_key_file=key,
+            temporal_tls_server_name="frontend.example",
+        )
+    )
+    assert isinstance(config, TLSConfig)
+    assert config.server_root_ca_cert == ca.read_bytes()
+    assert (config.client_cert, config.client_private_key) == (cert.read_bytes(), key.read_bytes())
+    assert config.domain == "frontend.example"
+    with pytest.raises(ValueError, match="go together"):
+        settings(temporal_tls_client_cert_file=cert)
+
+
+async def test_a_tls_client_does_not_talk_plaintext_to_temporal(temporal_address: str) -> None:
+    """The TLS setting reaches the connection: the plaintext dev server cannot be used."""
+    from fractal.temporal import connect_with
+
+    plain = Settings(temporal_address=temporal_address, _env_file=None)  # type: ignore[call-arg]
+    await connect_with(plain, timeout=10)
+    with pytest.raises(Exception):  # noqa: B017 - the SDK's error type for a TLS mismatch varies
+        await connect_with(plain.model_copy(update={"temporal_tls": True}), timeout=1)
+
+
+def test_failed_render_attempts_are_counted_by_reason() -> None:
+    from temporalio.exceptions import ApplicationError, CancelledError
+
+    from activities.metrics import HISTOGRAM_BUCKETS, RenderMetrics
+    from activities.render import WorkerActivities, WorkerShuttingDown, _failure_reason
+    from fractal.embedded import free_port
+    from fractal.temporal import prometheus_runtime
+    from workflows.contracts import INVALID_SPEC_ERROR, RenderChunkInput
+
+    assert _failure_reason(ApplicationError("x", type=INVALID_SPEC_ERROR)) == "invalid_spec"
+    assert _failure_reason(WorkerShuttingDown("x")) == "worker_shutdown"
+    assert _failure_reason(CancelledError("x")) == "cancelled"
+    assert _failure_reason(ConnectionResetError()) == "storage"
+    assert _failure_reason(ZeroDivisionError()) == "error"
+
+    port = free_port()
+    runtime = prometheus_runtime("127.0.0.1", port, HISTOGRAM_BUCKETS)
+    activities = WorkerActivities(None, None, RenderMetrics(runtime.metric_meter))  # type: ignore[arg-type]
+    chunk = RenderChunkInput(str(uuid.uuid4()), {"width": -1}, 0, 0, 1)
+    with pytest.raises(ApplicationError, match="invalid animation spec"):
+        activities.render_chunk(chunk)
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert value(text, "fractal_render_failures_total", reason="invalid_spec") == 1
+    assert value(text, "fractal_render_failures_total", reason="error") == 0
+    assert value(text, "fractal_render_active_chunks") == 0
