@@ -168,9 +168,11 @@ def test_api_probes_use_healthz_and_readyz(chart: Rendered) -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
-def test_no_service_account_token_is_mounted(chart: Rendered) -> None:
+def test_no_service_account_token_is_mounted_but_the_credentials_jobs(chart: Rendered) -> None:
     for workload in chart.workloads():
-        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+        mounted = workload["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert mounted is (component == "credentials"), workload["metadata"]["name"]
 
 
 # --- credentials ------------------------------------------------------------------------
@@ -197,32 +199,58 @@ def test_credentials_reach_containers_only_by_secret_key_ref(chart: Rendered) ->
         assert not container.get("envFrom"), f"{where}: envFrom hides where values come from"
 
 
-def test_no_generated_credential_appears_outside_its_secret(chart: Rendered) -> None:
-    secrets = chart.of_kind("Secret")
-    assert len(secrets) <= 1
-    values = [base64.b64decode(v).decode() for s in secrets for v in s.get("data", {}).values()]
-    others = "\n".join(
-        text for path, text in chart.templates.items() if not path.endswith("secret.yaml")
-    )
-    for value in values:
-        assert value not in others
+def test_rendering_is_deterministic_so_no_credential_changes_between_renders(
+    chart: Rendered,
+) -> None:
+    """Without a cluster to `lookup` (helm template, Argo CD) the chart used to generate
+    new passwords on every render, which the bundled Postgres and MinIO, holding the first
+    ones in their volumes, then refused. Now no render contains a generated value."""
+    again = render(chart.values)
+    assert again.templates == chart.templates
+    for template in (CHART_DIR / "templates").iterdir():
+        source = template.read_text()
+        assert "randAlpha" not in source and not re.search(r"\blookup\s+\"", source), template
 
 
-def test_defaults_generate_every_credential_and_no_values_default_holds_one() -> None:
+def test_the_credentials_job_generates_every_credential_nobody_gave() -> None:
     chart = rendered("defaults")
-    secret = chart.named("Secret", "-credentials")
-    assert set(secret["data"]) == {
-        "jwt-secret",
-        "postgresql-password",
-        "redis-password",
-        "s3-access-key",
-        "s3-secret-key",
+    assert not chart.of_kind("Secret"), "no generated value is rendered"
+    job = chart.component("Job", "credentials")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"  # before any pod
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    name, *keys = [arg for arg in container["args"][1:] if not arg.startswith("--")]
+    assert container["args"][0] == "ensure-credentials"
+    assert name == "fractal-fractal-server-credentials"
+    assert dict(key.split(":") for key in keys) == {
+        "jwt-secret": "48",
+        "postgresql-password": "32",
+        "redis-password": "32",
+        "s3-access-key": "20",
+        "s3-secret-key": "40",
     }
-    jwt = base64.b64decode(secret["data"]["jwt-secret"]).decode()
-    assert len(jwt) == 48 and jwt.isalnum()
-    # A second render (another install) generates new ones: nothing is baked into the chart.
-    again = render({}).named("Secret", "-credentials")
-    assert again["data"]["jwt-secret"] != secret["data"]["jwt-secret"]
+    # Its account may touch this Secret only (and create it), created before it runs.
+    assert pod["serviceAccountName"] == "fractal-fractal-server-credentials"
+    role = chart.component("Role", "credentials")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [name],
+            "verbs": ["get", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    ]
+    binding = chart.component("RoleBinding", "credentials")
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    for rbac in (role, binding, chart.component("ServiceAccount", "credentials")):
+        weight = rbac["metadata"]["annotations"]["helm.sh/hook-weight"]
+        assert int(weight) < int(annotations["helm.sh/hook-weight"])
+    # Every generated credential is read from that Secret.
+    env = app_env(chart)
+    for variable in ("DATABASE_PASSWORD", "REDIS_PASSWORD", "FRACTAL_JWT_SECRET"):
+        assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == name
     defaults = helm_python.Chart.load(str(CHART_DIR)).values
     assert defaults["app"]["jwt"]["secret"] == ""
     assert defaults["postgresql"]["password"] == ""
@@ -230,20 +258,16 @@ def test_defaults_generate_every_credential_and_no_values_default_holds_one() ->
     assert defaults["minio"]["accessKey"] == defaults["minio"]["secretKey"] == ""
 
 
-def test_credentials_secret_is_kept_stable_by_lookup_and_exists_before_the_pods() -> None:
-    source = (CHART_DIR / "templates" / "secret.yaml").read_text()
-    assert 'lookup "v1" "Secret"' in source and "randAlphaNum" in source
-    secret = rendered("defaults").named("Secret", "-credentials")
-    annotations = secret["metadata"]["annotations"]
-    # A hook: created before every ordinary resource (the migration Job and the pods that
-    # read it), and left in place by `helm uninstall`.
-    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
-
-
 def test_given_credentials_win_and_the_jwt_secret_is_always_set() -> None:
     chart = render({"app": {"jwt": {"secret": "given-jwt-secret"}}})
-    data = chart.named("Secret", "-credentials")["data"]
-    assert base64.b64decode(data["jwt-secret"]).decode() == "given-jwt-secret"
+    given = chart.named("Secret", "-given-credentials")
+    assert base64.b64decode(given["data"]["jwt-secret"]).decode() == "given-jwt-secret"
+    assert app_env(chart)["FRACTAL_JWT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": given["metadata"]["name"],
+        "key": "jwt-secret",
+    }
+    args = chart.component("Job", "credentials")["spec"]["template"]["spec"]["containers"][0]
+    assert not [arg for arg in args["args"] if arg.startswith("jwt-secret:")]
     for name in SCENARIOS:
         env = app_env(rendered(name))
         assert "secretKeyRef" in env["FRACTAL_JWT_SECRET"]["valueFrom"], name
@@ -251,7 +275,8 @@ def test_given_credentials_win_and_the_jwt_secret_is_always_set() -> None:
 
 def test_external_services_read_credentials_from_the_existing_secret() -> None:
     chart = rendered("external-all")
-    assert not chart.of_kind("Secret"), "nothing to generate: every credential is external"
+    assert not chart.of_kind("Secret"), "nothing to keep: every credential is external"
+    assert not chart.of_kind("Role"), "nothing to generate either"
     env = app_env(chart)
     for name, key in (
         ("DATABASE_PASSWORD", "db-password"),
@@ -358,7 +383,7 @@ def test_external_storage_settings() -> None:
 
 def test_credentials_given_as_values_for_external_services() -> None:
     chart = rendered("external-values-credentials")
-    data = chart.named("Secret", "-credentials")["data"]
+    data = chart.named("Secret", "-given-credentials")["data"]
     assert base64.b64decode(data["postgresql-password"]) == b"db-pass-1"
     assert base64.b64decode(data["s3-access-key"]) == b"AK1"
     assert "redis-password" not in data  # an external Redis without a password

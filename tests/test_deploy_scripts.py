@@ -267,11 +267,16 @@ def test_redis_runs_with_the_chart_arguments_and_its_probe_passes(tmp_path: Path
 
 
 def test_generated_passwords_survive_url_composition() -> None:
-    """randAlphaNum passwords need no escaping in FRACTAL_DATABASE_URL / FRACTAL_REDIS_URL."""
+    """Generated passwords need no escaping in FRACTAL_DATABASE_URL / FRACTAL_REDIS_URL."""
     from sqlalchemy.engine import make_url
 
+    from fractal.credentials import generate
+
     chart = render({})
-    secret = chart.named("Secret", "-credentials")["data"]
+    secret = {
+        key: base64.b64encode(generate(32).encode()).decode()
+        for key in ("postgresql-password", "redis-password")
+    }
     env = {
         e["name"]: e
         for e in chart.named("Deployment", "-api")["spec"]["template"]["spec"]["containers"][0][

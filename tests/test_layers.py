@@ -33,6 +33,7 @@ INFRASTRUCTURE = {
     "fractal.migrate",
     "fractal.migrations",
     "fractal.observability",
+    "fractal.credentials",
 }
 # Which layers each layer may import (besides itself).
 ALLOWED: dict[str, set[str]] = {

@@ -118,3 +118,38 @@ def wait_for_database(
         wait_until_ready(_database_url(), require_schema=schema, timeout=timeout, echo=typer.echo)
     except DatabaseNotReady as error:
         raise fail(f"gave up waiting {error}") from None
+
+
+@app.command("ensure-credentials")
+def ensure_credentials(
+    secret: Annotated[str, typer.Argument(help="Name of the Secret in this pod's namespace")],
+    keys: Annotated[
+        list[str], typer.Argument(help="KEY:LENGTH of each credential, e.g. jwt-secret:48")
+    ],
+    label: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE label of a Secret it creates")
+    ] = None,
+    service_account: Annotated[
+        Path, typer.Option(help="The pod's mounted service account (token, ca.crt, namespace)")
+    ] = Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+) -> None:
+    """Create the Secret's missing keys with random values; never change an existing one.
+    Run in the cluster (the Helm chart's credentials Job), with the pod's service account."""
+    from fractal.credentials import (
+        KubernetesError,
+        SecretsApi,
+        ensure_secret,
+        labels_from,
+        parse_keys,
+    )
+
+    try:
+        lengths, labels = parse_keys(keys), labels_from(label or [])
+    except ValueError as error:
+        raise fail(f"error: {error}", 2) from None
+    try:
+        report = ensure_secret(SecretsApi.in_cluster(service_account), secret, lengths, labels)
+    except (KubernetesError, OSError) as error:
+        raise fail(f"error: {error}") from None
+    for key, what in report.items():
+        typer.echo(f"{secret}/{key}: {what}")

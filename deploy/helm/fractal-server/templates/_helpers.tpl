@@ -73,11 +73,35 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/*
-The chart-generated credentials Secret (templates/secret.yaml). Every credential not taken
-from an existingSecret lives there.
+Where each credential comes from, in this order: an existingSecret you name; a value given
+in values.yaml, which the chart keeps in the Secret <fullname>-given-credentials
+(templates/secret.yaml); otherwise the Secret <fullname>-credentials, whose keys the
+credentials Job generates once in the cluster (templates/credentials-job.yaml).
 */}}
 {{- define "fractal.credentialsSecretName" -}}
 {{- include "fractal.componentName" (list . "credentials") }}
+{{- end }}
+
+{{- define "fractal.givenSecretName" -}}
+{{- include "fractal.componentName" (list . "given-credentials") }}
+{{- end }}
+
+{{/* The credentials generated in the cluster: "key:length" words, space separated. */}}
+{{- define "fractal.generatedKeys" -}}
+{{- $keys := list -}}
+{{- if not (or .Values.app.jwt.existingSecret .Values.app.jwt.secret) }}
+{{- $keys = append $keys "jwt-secret:48" }}
+{{- end }}
+{{- if and .Values.postgresql.enabled (not (or .Values.postgresql.existingSecret .Values.postgresql.password)) }}
+{{- $keys = append $keys "postgresql-password:32" }}
+{{- end }}
+{{- if and .Values.redis.enabled (not (or .Values.redis.existingSecret .Values.redis.password)) }}
+{{- $keys = append $keys "redis-password:32" }}
+{{- end }}
+{{- if and .Values.minio.enabled (not (or .Values.minio.existingSecret (and .Values.minio.accessKey .Values.minio.secretKey))) }}
+{{- $keys = concat $keys (list "s3-access-key:20" "s3-secret-key:40") }}
+{{- end }}
+{{- join " " $keys }}
 {{- end }}
 
 {{/*
@@ -122,7 +146,9 @@ external one from values. Each fails with a clear message when a required value 
 {{- define "fractal.postgresql.secretName" -}}
 {{- if .Values.postgresql.existingSecret }}
 {{- .Values.postgresql.existingSecret }}
-{{- else if or .Values.postgresql.enabled .Values.postgresql.password }}
+{{- else if .Values.postgresql.password }}
+{{- include "fractal.givenSecretName" . }}
+{{- else if .Values.postgresql.enabled }}
 {{- include "fractal.credentialsSecretName" . }}
 {{- else }}
 {{- fail "postgresql.existingSecret (or postgresql.password) is required when postgresql.enabled=false" }}
@@ -158,7 +184,13 @@ external one from values. Each fails with a clear message when a required value 
 {{- end }}
 
 {{- define "fractal.redis.secretName" -}}
-{{- default (include "fractal.credentialsSecretName" .) .Values.redis.existingSecret }}
+{{- if .Values.redis.existingSecret }}
+{{- .Values.redis.existingSecret }}
+{{- else if .Values.redis.password }}
+{{- include "fractal.givenSecretName" . }}
+{{- else }}
+{{- include "fractal.credentialsSecretName" . }}
+{{- end }}
 {{- end }}
 
 {{- define "fractal.redis.secretKey" -}}
@@ -219,7 +251,9 @@ in-cluster endpoint uses; the service reads both forms (fractal/storage.py).
 {{- define "fractal.s3.secretName" -}}
 {{- if .Values.minio.existingSecret }}
 {{- .Values.minio.existingSecret }}
-{{- else if or .Values.minio.enabled (and .Values.minio.accessKey .Values.minio.secretKey) }}
+{{- else if and .Values.minio.accessKey .Values.minio.secretKey }}
+{{- include "fractal.givenSecretName" . }}
+{{- else if .Values.minio.enabled }}
 {{- include "fractal.credentialsSecretName" . }}
 {{- else }}
 {{- fail "minio.existingSecret (or minio.accessKey and minio.secretKey) is required when minio.enabled=false" }}
@@ -235,7 +269,13 @@ in-cluster endpoint uses; the service reads both forms (fractal/storage.py).
 {{- end }}
 
 {{- define "fractal.jwt.secretName" -}}
-{{- default (include "fractal.credentialsSecretName" .) .Values.app.jwt.existingSecret }}
+{{- if .Values.app.jwt.existingSecret }}
+{{- .Values.app.jwt.existingSecret }}
+{{- else if .Values.app.jwt.secret }}
+{{- include "fractal.givenSecretName" . }}
+{{- else }}
+{{- include "fractal.credentialsSecretName" . }}
+{{- end }}
 {{- end }}
 
 {{- define "fractal.jwt.secretKey" -}}
@@ -614,4 +654,16 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- end }}
+{{- end }}
+
+{{/* Metadata of the credentials Job's RBAC objects: hooks made before the Job. */}}
+{{- define "fractal.credentialsRbacMetadata" -}}
+name: {{ include "fractal.componentName" (list . "credentials") }}
+labels:
+  {{- include "fractal.componentLabels" (list . "credentials") | nindent 2 }}
+annotations:
+  helm.sh/hook: pre-install,pre-upgrade
+  helm.sh/hook-weight: "-5"
+  # Kept for the next upgrade; replaced by it.
+  helm.sh/hook-delete-policy: before-hook-creation
 {{- end }}
