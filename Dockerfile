@@ -52,15 +52,19 @@ RUN groupadd --system --gid "${APP_GID}" fractal \
 # (fractal/migrations), so `fractal migrate` finds them without the source tree.
 COPY --from=build /opt/venv /opt/venv
 
-# NUMBA_CACHE_DIR: Numba caches compiled kernels there; warmed below and left writable so
-# that a node with a different CPU adds its own entries instead of compiling on every start.
+# NUMBA_CACHE_DIR: Numba caches compiled kernels there; warmed below. A node with another
+# CPU adds its own entries, so it must be writable: the Helm chart runs with a read-only root
+# filesystem and copies this directory into an emptyDir mounted over it (an init container).
+# Logs are JSON lines in the container; metrics listeners bind every interface.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     NUMBA_CACHE_DIR=/var/cache/numba \
     FRACTAL_DATA_DIR=/home/fractal/data \
     FRACTAL_API_HOST=0.0.0.0 \
-    FRACTAL_API_PORT=8000
+    FRACTAL_API_PORT=8000 \
+    FRACTAL_LOG_FORMAT=json \
+    FRACTAL_METRICS_HOST=0.0.0.0
 
 RUN install -d -o fractal -g fractal -m 0755 /var/cache/numba /home/fractal/data
 
@@ -71,7 +75,9 @@ USER ${APP_UID}:${APP_GID}
 # JIT cost (the cache is keyed by CPU; the same CPU as the build machine hits it).
 RUN fractal warmup
 
-EXPOSE 8000
+# 8000: the API; 9090: the API's metrics when FRACTAL_API_METRICS_PORT=9090 (the chart's
+# choice); 9464: the worker's metrics (FRACTAL_WORKER_METRICS_PORT).
+EXPOSE 8000 9090 9464
 # No HEALTHCHECK: it would apply to worker and migrate too. Kubernetes probes
 # GET /healthz (liveness) and GET /readyz (readiness) of the api instead.
 ENTRYPOINT ["fractal"]

@@ -8,6 +8,7 @@ Every activity is idempotent, because Temporal may run one again after a lost wo
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 import uuid
@@ -21,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from activities import metrics as render_metrics
+from activities.metrics import RenderMetrics
 from fractal.db import Task, TaskChunk, chunk_frames_done, session_scope, utcnow
 from fractal.engine import RenderCancelled, concat_segments, render_segment
 from fractal.engine.stills import ImageFormat, encode_image, fit_size, render_still
@@ -57,6 +60,8 @@ def activity_names() -> list[str]:
     ]
 
 
+log = logging.getLogger("fractal.worker")
+
 # The poster is the first frame (what the video shows before it plays), at most this size.
 POSTER_MAX_SIZE = (960, 540)
 
@@ -68,9 +73,15 @@ REPORT_INTERVAL = 0.5
 class WorkerActivities(RenderActivities):
     """The render activities, bound to one object store and database."""
 
-    def __init__(self, store: ObjectStore, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        sessions: sessionmaker[Session],
+        metrics: RenderMetrics | None = None,
+    ) -> None:
         self.store = store
         self.sessions = sessions
+        self.metrics = metrics or RenderMetrics()
 
     def all(self) -> list[Callable[..., object]]:
         """Every activity the contract declares, bound to this object, for the worker."""
@@ -80,21 +91,33 @@ class WorkerActivities(RenderActivities):
 
     @activity.defn
     def render_chunk(self, chunk: RenderChunkInput) -> RenderChunkResult:
+        with self.metrics.chunk_running():
+            try:
+                return self._render_chunk(chunk)
+            except Exception as error:
+                self.metrics.failed(_failure_reason(error))
+                raise
+
+    def _render_chunk(self, chunk: RenderChunkInput) -> RenderChunkResult:
+        started = time.monotonic()
         spec = _valid_spec(chunk.spec)
         key = segment_key(chunk.task_id, chunk.chunk_index)
         frames = chunk.stop_frame - chunk.first_frame
         if self.store.exists(key):
             # An earlier attempt uploaded it and then lost its worker before reporting.
             self._write_progress(chunk, frames)
+            log.info("chunk %d already uploaded, not rendered again", chunk.chunk_index)
             return RenderChunkResult(key=key, frames=frames, size=0)
 
         done = 0
         last_report = 0.0
+        frames_counter = self.metrics.frames
 
         def frame_done(_: int) -> None:
             # render_segment calls back from this one thread, frame by frame.
             nonlocal done, last_report
             done += 1
+            frames_counter.add(1)
             now = time.monotonic()
             if now - last_report >= REPORT_INTERVAL:
                 last_report = now
@@ -107,7 +130,7 @@ class WorkerActivities(RenderActivities):
         with tempfile.TemporaryDirectory(prefix="fractal-chunk-") as scratch:
             path = Path(scratch) / "segment.mp4"
             try:
-                render_segment(
+                info = render_segment(
                     spec,
                     chunk.first_frame,
                     chunk.stop_frame,
@@ -119,10 +142,25 @@ class WorkerActivities(RenderActivities):
             except RenderCancelled:
                 if activity.is_cancelled():
                     raise CancelledError("render cancelled") from None
-                raise ApplicationError("worker shutting down; chunk will be retried") from None
+                raise WorkerShuttingDown("worker shutting down; chunk will be retried") from None
             activity.heartbeat(done)
             size = self.store.put_file(key, path)
         self._write_progress(chunk, frames)
+        elapsed = time.monotonic() - started
+        self.metrics.kernel_seconds.record(info.kernel_seconds)
+        self.metrics.encode_seconds.record(info.encode_seconds)
+        self.metrics.chunk_seconds.record(elapsed)
+        self.metrics.written("segment", size)
+        log.info(
+            "chunk %d rendered: frames %d..%d, %d bytes in %.2f s (kernel %.2f s, encode %.2f s)",
+            chunk.chunk_index,
+            chunk.first_frame,
+            chunk.stop_frame - 1,
+            size,
+            elapsed,
+            info.kernel_seconds,
+            info.encode_seconds,
+        )
         return RenderChunkResult(key=key, frames=frames, size=size)
 
     @activity.defn
@@ -159,6 +197,7 @@ class WorkerActivities(RenderActivities):
 
     @activity.defn
     def join_segments(self, job: JoinInput) -> JoinResult:
+        started = time.monotonic()
         key = video_key(job.task_id)
         with tempfile.TemporaryDirectory(prefix="fractal-join-") as scratch:
             paths = []
@@ -171,6 +210,11 @@ class WorkerActivities(RenderActivities):
             info = concat_segments(paths, output)
             size = self.store.put_file(key, output)
         self.store.delete_prefix(segments_prefix(job.task_id))
+        self.metrics.join_seconds.record(time.monotonic() - started)
+        self.metrics.written("video", size)
+        log.info(
+            "video joined from %d segments: %d frames, %d bytes", len(paths), info.frames, size
+        )
         return JoinResult(
             key=key, frames=info.frames, duration_seconds=float(info.duration), size=size
         )
@@ -210,7 +254,25 @@ class WorkerActivities(RenderActivities):
                 task.frames_done = update.frames_done
             elif update.state in FINAL_STATES:
                 task.frames_done = chunk_frames_done(session, task.id, task.frames_total)
-            return True
+        log.info("task is %s%s", update.state, f": {update.error}" if update.error else "")
+        return True
+
+
+class WorkerShuttingDown(ApplicationError):
+    """A chunk stopped because its worker is stopping; Temporal retries it elsewhere."""
+
+
+def _failure_reason(error: BaseException) -> str:
+    """The ``reason`` label of a failed render attempt (a small fixed set)."""
+    if isinstance(error, ApplicationError) and error.type == INVALID_SPEC_ERROR:
+        return render_metrics.INVALID_SPEC
+    if isinstance(error, WorkerShuttingDown):
+        return render_metrics.WORKER_SHUTDOWN
+    if isinstance(error, CancelledError):
+        return render_metrics.CANCELLED
+    if isinstance(error, OSError) or type(error).__module__.split(".")[0] in ("minio", "urllib3"):
+        return render_metrics.STORAGE
+    return render_metrics.ERROR
 
 
 def _valid_spec(fields: dict[str, object]) -> AnimationSpec:

@@ -13,6 +13,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from temporalio.worker import Worker
 
@@ -27,21 +28,54 @@ def activity_slots(settings: Settings) -> int:
     return settings.worker_activity_slots or default_workers()
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+def metrics_runtime(settings: Settings) -> Any:
+    """The Temporal runtime serving the worker's ``/metrics`` (SDK and render metrics) on
+    ``FRACTAL_WORKER_METRICS_PORT``; None when that is 0."""
+    from activities.metrics import HISTOGRAM_BUCKETS
+    from fractal.temporal import prometheus_runtime
+
+    if not settings.worker_metrics_port:
+        return None
+    try:
+        return prometheus_runtime(
+            settings.metrics_host, settings.worker_metrics_port, HISTOGRAM_BUCKETS
+        )
+    except ValueError as error:
+        raise SystemExit(
+            f"worker metrics on {settings.metrics_host}:{settings.worker_metrics_port}: {error} "
+            "(set FRACTAL_WORKER_METRICS_PORT to a free port, or 0 to turn the endpoint off)"
+        ) from None
+
+
+async def run_worker(
+    settings: Settings, stop: asyncio.Event | None = None, *, tracing: Any = None
+) -> None:
+    """Poll the task queue until ``stop`` is set. ``tracing``: a TracerProvider to trace
+    with; by default one exporting to ``FRACTAL_OTLP_ENDPOINT``, or none."""
+    from activities.metrics import RenderMetrics
     from activities.render import WorkerActivities
     from fractal.db import make_engine, make_session_factory
     from fractal.engine import pin_mmap_threshold, warm_kernels
+    from fractal.observability import shutdown_tracing, temporal_interceptors, tracer_provider
     from fractal.storage import make_store
-    from fractal.temporal import connect
+    from fractal.temporal import connect_with
     from workflows.render import RenderAnimationWorkflow
 
     if not settings.database_url:
         raise SystemExit("FRACTAL_DATABASE_URL is required for the worker")
+    runtime = metrics_runtime(settings)
+    owns_tracing = tracing is None
+    provider = tracer_provider(settings, "fractal-worker") if owns_tracing else tracing
     pin_mmap_threshold()
     await asyncio.to_thread(warm_kernels)
     engine = make_engine(settings.database_url)
-    activities = WorkerActivities(make_store(settings), make_session_factory(engine))
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    metrics = RenderMetrics(runtime.metric_meter) if runtime is not None else RenderMetrics()
+    activities = WorkerActivities(make_store(settings), make_session_factory(engine), metrics)
+    # The client's interceptors apply to the worker too: workflow and activity spans
+    # continue the trace of the request that started the workflow.
+    client = await connect_with(
+        settings, interceptors=temporal_interceptors(provider), runtime=runtime
+    )
     slots = activity_slots(settings)
     stop = stop or asyncio.Event()
     with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="activity") as executor:
@@ -52,17 +86,25 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             activities=activities.all(),
             activity_executor=executor,
             max_concurrent_activities=slots,
-            graceful_shutdown_timeout=timedelta(seconds=10),
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
         )
         log.info(
-            "worker on %s, queue %s, %d activity slots",
+            "worker on %s, queue %s, %d activity slots%s",
             settings.temporal_address,
             settings.temporal_task_queue,
             slots,
+            f", metrics on http://{settings.metrics_host}:{settings.worker_metrics_port}/metrics"
+            if runtime is not None
+            else "",
         )
         async with worker:
             await stop.wait()
+            log.info(
+                "stopping: running activities get %.0f s", settings.worker_shutdown_timeout_seconds
+            )
     engine.dispose()
+    if owns_tracing:
+        shutdown_tracing(provider)
 
 
 def main() -> None:
@@ -70,14 +112,16 @@ def main() -> None:
     # own thread pool per chunk on top would oversubscribe the cores.
     for variable in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from fractal.observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        settings = get_settings()
         if settings.worker_nice and hasattr(os, "nice"):
             os.nice(settings.worker_nice)
         await run_worker(settings, stop)

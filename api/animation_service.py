@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from enum import Enum
 
 import anyio.from_thread
@@ -20,8 +21,10 @@ from api.errors import RateLimited, service_unavailable
 from api.render_service import cancel_workflow, render_request, start_workflow
 from api.schemas import Progress, TaskOut
 from fractal.db import Task, User, progress_frames, utcnow
+from fractal.observability import bind
 from fractal.spec import AnimationSpec
 from fractal.states import ACTIVE_STATES, TaskState
+from fractal.temporal import workflow_id_for
 
 log = logging.getLogger("fractal.api")
 
@@ -45,11 +48,39 @@ def submit(
 ) -> tuple[Task, dict[str, str]]:
     """Rate limit, cap, insert the row and start its workflow (the row fails if that fails).
 
-    Returns the task and the rate-limit headers to answer with.
+    Returns the task and the rate-limit headers to answer with. Every call counts once in
+    ``fractal_api_submissions_total`` under its outcome.
     """
-    headers = context.spend_rate_limit(context.submissions, str(user.id))
+    attempt = _Attempt()
+    try:
+        return _submit(context, session, user, spec, attempt)
+    finally:
+        context.metrics.submissions.labels(attempt.outcome).inc()
+
+
+@dataclass
+class _Attempt:
+    outcome: str = "error"  # until a known refusal or the acceptance says otherwise
+
+
+def _submit(
+    context: AppContext,
+    session: Session,
+    user: User,
+    spec: AnimationSpec,
+    attempt: _Attempt,
+) -> tuple[Task, dict[str, str]]:
+    try:
+        headers = context.spend_rate_limit(context.submissions, str(user.id))
+    except RateLimited:
+        attempt.outcome = "rate_limited"
+        raise
+    except HTTPException:
+        attempt.outcome = "rate_limiter_unavailable"
+        raise
     refusal = work_refusal(context, spec)
     if refusal is not None:
+        attempt.outcome = "too_large"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
     # Lock the user's row so concurrent submissions count active tasks one at a time.
     session.execute(select(User.id).where(User.id == user.id).with_for_update())
@@ -58,6 +89,7 @@ def submit(
     )
     if (active or 0) >= context.settings.max_active_tasks:
         session.rollback()
+        attempt.outcome = "too_many_active"
         raise RateLimited(
             f"{active} animations are already queued or running (limit "
             f"{context.settings.max_active_tasks}); wait for one to finish",
@@ -73,6 +105,7 @@ def submit(
     )
     session.add(task)
     session.commit()
+    bind(task_id=task.id, workflow_id=workflow_id_for(str(task.id)))
     try:
         anyio.from_thread.run(start_workflow, context, render_request(context, task))
     except Exception as error:
@@ -81,7 +114,10 @@ def submit(
         task.error = f"could not start the render workflow: {error}"[:2000]
         task.finished_at = utcnow()
         session.commit()
+        attempt.outcome = "start_failed"
         raise service_unavailable("the render service (Temporal)") from None
+    attempt.outcome = "accepted"
+    log.info("task %s queued (%d frames)", task.id, task.frames_total)
     return task, headers
 
 
@@ -141,6 +177,7 @@ def owned_task(session: Session, user: User, task_id: uuid.UUID) -> Task:
     task = session.get(Task, task_id)
     if task is None or task.owner_id != user.id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="animation not found")
+    bind(task_id=task.id)
     return task
 
 

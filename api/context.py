@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 
 from api import paths
 from api.errors import RateLimited, service_unavailable
+from api.observability import ApiMetrics
 from api.ratelimit import RateLimiter, Rule
 from api.stills import StillRenderer
 from fractal.db import make_engine, make_session_factory
@@ -44,11 +46,20 @@ class AppContext:
     stills: StillRenderer
     previews: Rule
     map_tiles: Rule
+    metrics: ApiMetrics = field(default_factory=ApiMetrics.create)
+    # The tracing interceptor when tracing is on: workflow starts continue the request's trace.
+    temporal_interceptors: Sequence[Interceptor] = ()
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AppContext:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        metrics: ApiMetrics | None = None,
+        temporal_interceptors: Sequence[Interceptor] = (),
+    ) -> AppContext:
         if not settings.database_url:
             raise RuntimeError("FRACTAL_DATABASE_URL is required")
         if not settings.redis_url:
@@ -73,19 +84,21 @@ class AppContext:
             ),
             previews=Rule("preview", settings.previews_per_minute, settings.preview_burst),
             map_tiles=Rule("tile", settings.map_tiles_per_minute, settings.map_tile_burst),
+            metrics=metrics or ApiMetrics.create(),
+            temporal_interceptors=temporal_interceptors,
         )
 
     async def temporal(self) -> Client:
         """The Temporal client, connected on first use (the API starts without Temporal)."""
         if self._temporal is None:
-            from fractal.temporal import connect
+            from fractal.temporal import connect_with
 
             async with self._temporal_lock:
                 if self._temporal is None:
-                    self._temporal = await connect(
-                        self.settings.temporal_address,
-                        self.settings.temporal_namespace,
+                    self._temporal = await connect_with(
+                        self.settings,
                         timeout=self.settings.temporal_connect_timeout_seconds,
+                        interceptors=self.temporal_interceptors,
                     )
         return self._temporal
 
@@ -98,6 +111,7 @@ class AppContext:
             log.warning("redis unreachable: refusing %s", rule.name)
             raise service_unavailable("rate limiting (Redis)") from None
         if not decision.allowed:
+            self.metrics.rate_limit_rejections.labels(rule.name).inc()
             raise RateLimited("rate limit exceeded; retry later", decision.headers())
         return decision.headers()
 

@@ -13,6 +13,7 @@ from api import paths
 from api.context import AppContext
 from api.security import InvalidToken, decode_access_token
 from fractal.db import User
+from fractal.observability import bind
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=paths.TOKEN)
 
@@ -49,6 +50,7 @@ def authenticated_user(session: Session, context: AppContext, token: str) -> Use
     user = session.get(User, identity.user_id)
     if user is None or user.username != identity.username:  # deleted since it was issued
         raise UNAUTHORIZED
+    bind(user_id=user.id)
     return user
 
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +18,12 @@ from sqlalchemy.exc import DataError, OperationalError
 from api import paths
 from api.context import AppContext
 from api.docs_policy import DocsPolicy
+from api.observability import (
+    ApiMetrics,
+    RequestObservability,
+    instrument_tracing,
+    metrics_endpoint,
+)
 from api.reconcile import reconcile_forever
 from api.routes import (
     animations,
@@ -31,15 +38,24 @@ from api.routes import (
     users,
 )
 from api.security import check_jwt_secret
+from fractal.observability import shutdown_tracing, temporal_interceptors, tracer_provider
 from fractal.settings import Settings, get_settings
 
 log = logging.getLogger("fractal.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tracing: Any = None) -> FastAPI:
+    """The API. ``tracing``: an OpenTelemetry TracerProvider to trace with (the tests pass
+    one with an in-memory exporter); by default one exporting to ``FRACTAL_OTLP_ENDPOINT``,
+    or none, and then nothing is traced."""
     settings = settings or get_settings()
     check_jwt_secret(settings)
-    context = AppContext.from_settings(settings)
+    owns_tracing = tracing is None
+    provider = tracer_provider(settings, "fractal-api") if owns_tracing else tracing
+    metrics = ApiMetrics.create()
+    context = AppContext.from_settings(
+        settings, metrics=metrics, temporal_interceptors=temporal_interceptors(provider)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,12 +64,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         # Load the kernels and image codecs for previews without delaying the start.
         warm = asyncio.create_task(run_in_threadpool(context.stills.warm))
+        metrics_server = None
+        if settings.api_metrics_port:
+            from prometheus_client import start_http_server
+
+            metrics_server, _ = start_http_server(
+                settings.api_metrics_port, settings.metrics_host, metrics.registry
+            )
+            log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_host, settings.api_metrics_port
+            )
         try:
             yield
         finally:
             reconcile.cancel()
             warm.cancel()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             context.close()
+            if owns_tracing:
+                shutdown_tracing(provider)
 
     # Swagger UI (/docs) and ReDoc (/redoc) from assets in a package: they work offline.
     app = FastAPIOffline(
@@ -63,6 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.metrics = metrics
+    app.add_middleware(RequestObservability, metrics=metrics)
+    if provider is not None:
+        instrument_tracing(app, provider)
+    if not settings.api_metrics_port:
+        app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     @app.exception_handler(OperationalError)
     async def database_down(request: Request, error: OperationalError) -> JSONResponse:

@@ -125,6 +125,7 @@ def main() -> None:
         wanted = Settings(
             data_dir=scratch,
             api_port=free_port(),
+            worker_metrics_port=free_port(),
             jwt_secret=SecretStr("bench-" + "s" * 40),
             submissions_per_minute=1000,
             submission_burst=100,

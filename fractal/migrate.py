@@ -28,6 +28,39 @@ class DatabaseNotReady(Exception):
     """The database did not answer (or had no schema) in time."""
 
 
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "no migrations"
+    return head
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+
+
+def schema_wait_reason(current: str | None, head: str, known: set[str]) -> str | None:
+    """Why a pod of this code must still wait for the schema; None once it may start.
+
+    It waits while no migration has run, and while the database is at an older revision
+    of this code's history (the migration Job of this release has not run yet). A revision
+    this code does not know is newer (a rollback of the code): the schema is never taken
+    back, so waiting would be forever."""
+    if current is None:
+        return "no migration applied yet"
+    if current != head and current in known:
+        return f"at revision {current}, waiting for {head}"
+    return None
+
+
 def wait_until_ready(
     database_url: str,
     *,
@@ -36,23 +69,29 @@ def wait_until_ready(
     interval: float = 3.0,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Return once the database answers (and, with ``require_schema``, has a migration
-    applied); ``DatabaseNotReady`` after ``timeout`` seconds. What a pod's init container
-    runs before the API or a worker starts."""
+    """Return once the database answers (and, with ``require_schema``, is migrated to this
+    code's head revision); ``DatabaseNotReady`` after ``timeout`` seconds. What a pod's
+    init container runs before the API or a worker starts."""
     import sqlalchemy as sa
 
     what = "schema" if require_schema else "database"
     query = "SELECT version_num FROM alembic_version" if require_schema else "SELECT 1"
+    head, known = (head_revision(), known_revisions()) if require_schema else ("", set())
     engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
     deadline = time.monotonic() + timeout
     try:
         while True:
             try:
                 with engine.connect() as connection:
-                    if connection.execute(sa.text(query)).first() is not None:
-                        echo(f"{what} ready")
-                        return
-                reason = "no migration applied yet"
+                    row = connection.execute(sa.text(query)).first()
+                reason = (
+                    schema_wait_reason(row[0] if row else None, head, known)
+                    if require_schema
+                    else None
+                )
+                if reason is None:
+                    echo(f"{what} ready")
+                    return
             except sa.exc.SQLAlchemyError as error:  # not reachable yet, or no table yet
                 reason = type(getattr(error, "orig", None) or error).__name__
             if time.monotonic() > deadline:

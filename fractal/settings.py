@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me"
@@ -50,6 +50,31 @@ class Settings(BaseSettings):
         default=5.0,
         gt=0,
         description="how long an API request waits for an unreachable Temporal before 503",
+    )
+    temporal_tls: bool = Field(
+        default=False,
+        description="TLS to the Temporal frontend (Temporal Cloud, any TLS Temporal); implied "
+        "by `temporal_api_key` and the `temporal_tls_*` files",
+    )
+    temporal_tls_server_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the frontend's certificate "
+        "(default: the system's trusted CAs)",
+    )
+    temporal_tls_client_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate for mTLS (with its key file)"
+    )
+    temporal_tls_client_key_file: Path | None = Field(
+        default=None, description="PEM private key of the mTLS client certificate"
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None,
+        description="name to verify the frontend's certificate against "
+        "(default: the host of `temporal_address`)",
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key sent as a bearer token to the frontend (Temporal Cloud); turns TLS on",
     )
 
     # -- object storage -------------------------------------------------------------------
@@ -196,6 +221,65 @@ class Settings(BaseSettings):
         le=19,
         description="CPU priority of renders, so an API on the same host stays responsive",
     )
+    worker_shutdown_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="on SIGTERM, how long the worker waits for its running activities to "
+        "stop (they stop at the next frame and are retried elsewhere) before it cancels "
+        "them; the chart derives the pod's grace period from it",
+    )
+
+    # -- observability --------------------------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text` (human readable, `fractal up`) or `json` (one object a line, "
+        "with `request_id`, `user_id`, `task_id`, `workflow_id`, `trace_id` where known; "
+        "the container image sets it)",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="least severe log level written"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="where the separate metrics listeners bind (the worker's, and the API's "
+        "when `api_metrics_port` is set); the container image sets `0.0.0.0`",
+    )
+    api_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="0: the API serves `/metrics` on its own port; otherwise only on this "
+        "port (the chart's choice, so the gateway never exposes it)",
+    )
+    worker_metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="the worker's Prometheus endpoint (`/metrics`: Temporal SDK and render "
+        "metrics); 0 turns it off",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP over HTTP), e.g. `http://jaeger:4318`: "
+        "traces go to `<endpoint>/v1/traces`; unset, tracing is off",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="share of new traces recorded (a request's trace continues its caller's "
+        "decision)",
+    )
+
+    @model_validator(mode="after")
+    def _client_certificate_has_its_key(self) -> Settings:
+        if (self.temporal_tls_client_cert_file is None) != (
+            self.temporal_tls_client_key_file is None
+        ):
+            raise ValueError(
+                "temporal_tls_client_cert_file and temporal_tls_client_key_file go together"
+            )
+        return self
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

@@ -192,7 +192,8 @@ class AnimationSpec(BaseModel):
         object.__setattr__(self, "frames", frames)
         object.__setattr__(self, "duration", frames / self.fps)
         for point in self._c_keypoints():
-            if abs(complex(point)) > MAX_C_MODULUS:
+            # hypot, not abs(complex): no OverflowError for components near the float limit.
+            if math.hypot(point.re, point.im) > MAX_C_MODULUS:
                 raise ValueError(f"c and path points must have |c| <= {MAX_C_MODULUS}")
         return self
 

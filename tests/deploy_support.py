@@ -28,6 +28,14 @@ NAMESPACE = "fractal"
 # kubernetes-validate ships.
 KUBE_VERSIONS = ("1.29.0", "1.34.0", "1.37.0")
 
+# Kinds of custom resources (CRDs of KEDA and the Prometheus Operator) that the Kubernetes
+# OpenAPI schemas do not know; tests/test_deploy_operations.py checks their shape.
+CUSTOM_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+}
+
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 
 EXTERNAL_SECRET = "fractal-external-credentials"
@@ -123,6 +131,35 @@ def scenarios() -> dict[str, dict[str, Any]]:
             "worker": {"autoscaling": {"enabled": False}, "replicaCount": 3},
             "ingress": {"enabled": False},
         },
+        # Everything operations can switch on at once: the Prometheus Operator's monitors,
+        # the Grafana dashboard, KEDA instead of the HPA, several API replicas (PDBs),
+        # NetworkPolicies, Jaeger, Temporal over mTLS with an API key.
+        "operations": merge(
+            kind,
+            {
+                "fullnameOverride": "fractal",
+                "api": {"replicaCount": 2},
+                "worker": {"autoscaling": {"minReplicas": 2, "keda": {"enabled": True}}},
+                "metrics": {
+                    "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                    "podMonitor": {"enabled": True},
+                    "grafanaDashboard": {"enabled": True},
+                },
+                "networkPolicy": {
+                    "temporalClients": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "keda"}
+                            }
+                        }
+                    ]
+                },
+                "temporal": {
+                    "tls": {"enabled": True, "existingSecret": "temporal-client-tls"},
+                    "apiKey": {"existingSecret": "temporal-api-key"},
+                },
+            },
+        ),
     }
 
 
@@ -141,6 +178,16 @@ class Rendered:
     def named(self, kind: str, suffix: str) -> dict[str, Any]:
         matches = [doc for doc in self.of_kind(kind) if doc["metadata"]["name"].endswith(suffix)]
         assert len(matches) == 1, f"expected one {kind} *{suffix}, got {len(matches)}"
+        return matches[0]
+
+    def component(self, kind: str, component: str) -> dict[str, Any]:
+        """The one resource of ``kind`` labelled with ``component`` (names may carry a hash)."""
+        matches = [
+            doc
+            for doc in self.of_kind(kind)
+            if doc["metadata"]["labels"].get("app.kubernetes.io/component") == component
+        ]
+        assert len(matches) == 1, f"expected one {kind} of {component}, got {len(matches)}"
         return matches[0]
 
     def workloads(self) -> list[dict[str, Any]]:

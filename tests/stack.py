@@ -24,12 +24,15 @@ TEST_SECRET = "test-secret-" + "x" * 32
 
 
 @contextlib.contextmanager
-def serve_api(settings: Settings) -> Iterator[str]:
+def serve_api(settings: Settings, *, tracing: Any = None) -> Iterator[str]:
     """Serve ``create_app(settings)`` on its api_port; yields the base URL."""
     from api.main import create_app
 
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.api_port, log_level="warning"
+        create_app(settings, tracing=tracing),
+        host="127.0.0.1",
+        port=settings.api_port,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -51,11 +54,15 @@ class Stack:
     settings: Settings
     base_url: str
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_metrics_ports: list[int] = field(default_factory=list)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        """A worker with its own metrics port (they share this machine)."""
         log_path = self.settings.data_dir / f"worker-{len(self.workers)}.log"
-        process = start_worker(self.settings, log_path)
+        settings = self.settings.model_copy(update={"worker_metrics_port": free_port()})
+        process = start_worker(settings, log_path)
         self.workers.append(process)
+        self.worker_metrics_ports.append(settings.worker_metrics_port)
         return process
 
     def stop_workers(self) -> None:

@@ -19,6 +19,7 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 from fractal.settings import Settings  # noqa: E402
 from tests.deploy_support import (  # noqa: E402
     CHART_DIR,
+    CUSTOM_KINDS,
     EXTERNAL_SECRET,
     KUBE_VERSIONS,
     Rendered,
@@ -90,7 +91,10 @@ def test_values_schema_rejects_mistakes() -> None:
     assert chart.schema is not None
     chart.validate_schema(load_kind_values())
     for bad in (
-        {"worker": {"terminationGracePeriodSeconds": 20}},
+        {"worker": {"terminationGracePeriodSeconds": 120}},  # derived now, not a value
+        {"worker": {"shutdownTimeoutSeconds": 0}},
+        {"api": {"trustedProxies": ["not an address"]}},
+        {"logs": {"format": "xml"}},
         {"image": {"pullPolicy": "Sometimes"}},
         {"minio": {"bucket": "Not_A_Bucket"}},
         {"typo": True},
@@ -102,6 +106,8 @@ def test_values_schema_rejects_mistakes() -> None:
 def test_every_manifest_is_valid_kubernetes(chart: Rendered) -> None:
     assert chart.documents
     for document in chart.documents:
+        if (document["apiVersion"], document["kind"]) in CUSTOM_KINDS:
+            continue
         for version in KUBE_VERSIONS:
             try:
                 kubernetes_validate.validate(document, version, strict=True)
@@ -162,9 +168,11 @@ def test_api_probes_use_healthz_and_readyz(chart: Rendered) -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
-def test_no_service_account_token_is_mounted(chart: Rendered) -> None:
+def test_no_service_account_token_is_mounted_but_the_credentials_jobs(chart: Rendered) -> None:
     for workload in chart.workloads():
-        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+        mounted = workload["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert mounted is (component == "credentials"), workload["metadata"]["name"]
 
 
 # --- credentials ------------------------------------------------------------------------
@@ -191,32 +199,58 @@ def test_credentials_reach_containers_only_by_secret_key_ref(chart: Rendered) ->
         assert not container.get("envFrom"), f"{where}: envFrom hides where values come from"
 
 
-def test_no_generated_credential_appears_outside_its_secret(chart: Rendered) -> None:
-    secrets = chart.of_kind("Secret")
-    assert len(secrets) <= 1
-    values = [base64.b64decode(v).decode() for s in secrets for v in s.get("data", {}).values()]
-    others = "\n".join(
-        text for path, text in chart.templates.items() if not path.endswith("secret.yaml")
-    )
-    for value in values:
-        assert value not in others
+def test_rendering_is_deterministic_so_no_credential_changes_between_renders(
+    chart: Rendered,
+) -> None:
+    """Without a cluster to `lookup` (helm template, Argo CD) the chart used to generate
+    new passwords on every render, which the bundled Postgres and MinIO, holding the first
+    ones in their volumes, then refused. Now no render contains a generated value."""
+    again = render(chart.values)
+    assert again.templates == chart.templates
+    for template in (CHART_DIR / "templates").iterdir():
+        source = template.read_text()
+        assert "randAlpha" not in source and not re.search(r"\blookup\s+\"", source), template
 
 
-def test_defaults_generate_every_credential_and_no_values_default_holds_one() -> None:
+def test_the_credentials_job_generates_every_credential_nobody_gave() -> None:
     chart = rendered("defaults")
-    secret = chart.named("Secret", "-credentials")
-    assert set(secret["data"]) == {
-        "jwt-secret",
-        "postgresql-password",
-        "redis-password",
-        "s3-access-key",
-        "s3-secret-key",
+    assert not chart.of_kind("Secret"), "no generated value is rendered"
+    job = chart.component("Job", "credentials")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"  # before any pod
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    name, *keys = [arg for arg in container["args"][1:] if not arg.startswith("--")]
+    assert container["args"][0] == "ensure-credentials"
+    assert name == "fractal-fractal-server-credentials"
+    assert dict(key.split(":") for key in keys) == {
+        "jwt-secret": "48",
+        "postgresql-password": "32",
+        "redis-password": "32",
+        "s3-access-key": "20",
+        "s3-secret-key": "40",
     }
-    jwt = base64.b64decode(secret["data"]["jwt-secret"]).decode()
-    assert len(jwt) == 48 and jwt.isalnum()
-    # A second render (another install) generates new ones: nothing is baked into the chart.
-    again = render({}).named("Secret", "-credentials")
-    assert again["data"]["jwt-secret"] != secret["data"]["jwt-secret"]
+    # Its account may touch this Secret only (and create it), created before it runs.
+    assert pod["serviceAccountName"] == "fractal-fractal-server-credentials"
+    role = chart.component("Role", "credentials")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [name],
+            "verbs": ["get", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    ]
+    binding = chart.component("RoleBinding", "credentials")
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    for rbac in (role, binding, chart.component("ServiceAccount", "credentials")):
+        weight = rbac["metadata"]["annotations"]["helm.sh/hook-weight"]
+        assert int(weight) < int(annotations["helm.sh/hook-weight"])
+    # Every generated credential is read from that Secret.
+    env = app_env(chart)
+    for variable in ("DATABASE_PASSWORD", "REDIS_PASSWORD", "FRACTAL_JWT_SECRET"):
+        assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == name
     defaults = helm_python.Chart.load(str(CHART_DIR)).values
     assert defaults["app"]["jwt"]["secret"] == ""
     assert defaults["postgresql"]["password"] == ""
@@ -224,20 +258,16 @@ def test_defaults_generate_every_credential_and_no_values_default_holds_one() ->
     assert defaults["minio"]["accessKey"] == defaults["minio"]["secretKey"] == ""
 
 
-def test_credentials_secret_is_kept_stable_by_lookup_and_exists_before_hooks() -> None:
-    source = (CHART_DIR / "templates" / "secret.yaml").read_text()
-    assert 'lookup "v1" "Secret"' in source and "randAlphaNum" in source
-    secret = rendered("defaults").named("Secret", "-credentials")
-    annotations = secret["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
-    migrate = rendered("defaults").named("Job", "-migrate")["metadata"]["annotations"]
-    assert int(annotations["helm.sh/hook-weight"]) < int(migrate["helm.sh/hook-weight"])
-
-
 def test_given_credentials_win_and_the_jwt_secret_is_always_set() -> None:
     chart = render({"app": {"jwt": {"secret": "given-jwt-secret"}}})
-    data = chart.named("Secret", "-credentials")["data"]
-    assert base64.b64decode(data["jwt-secret"]).decode() == "given-jwt-secret"
+    given = chart.named("Secret", "-given-credentials")
+    assert base64.b64decode(given["data"]["jwt-secret"]).decode() == "given-jwt-secret"
+    assert app_env(chart)["FRACTAL_JWT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": given["metadata"]["name"],
+        "key": "jwt-secret",
+    }
+    args = chart.component("Job", "credentials")["spec"]["template"]["spec"]["containers"][0]
+    assert not [arg for arg in args["args"] if arg.startswith("jwt-secret:")]
     for name in SCENARIOS:
         env = app_env(rendered(name))
         assert "secretKeyRef" in env["FRACTAL_JWT_SECRET"]["valueFrom"], name
@@ -245,7 +275,8 @@ def test_given_credentials_win_and_the_jwt_secret_is_always_set() -> None:
 
 def test_external_services_read_credentials_from_the_existing_secret() -> None:
     chart = rendered("external-all")
-    assert not chart.of_kind("Secret"), "nothing to generate: every credential is external"
+    assert not chart.of_kind("Secret"), "nothing to keep: every credential is external"
+    assert not chart.of_kind("Role"), "nothing to generate either"
     env = app_env(chart)
     for name, key in (
         ("DATABASE_PASSWORD", "db-password"),
@@ -352,7 +383,7 @@ def test_external_storage_settings() -> None:
 
 def test_credentials_given_as_values_for_external_services() -> None:
     chart = rendered("external-values-credentials")
-    data = chart.named("Secret", "-credentials")["data"]
+    data = chart.named("Secret", "-given-credentials")["data"]
     assert base64.b64decode(data["postgresql-password"]) == b"db-pass-1"
     assert base64.b64decode(data["s3-access-key"]) == b"AK1"
     assert "redis-password" not in data  # an external Redis without a password
@@ -379,21 +410,34 @@ def test_missing_external_settings_fail_with_a_clear_message(
 # --- migrations, workers, autoscaling --------------------------------------------------
 
 
-def test_migration_job_is_a_hook_before_install_and_upgrade() -> None:
-    bundled = rendered("defaults").named("Job", "-migrate")
-    external = rendered("external-postgresql").named("Job", "-migrate")
-    # The bundled Postgres only exists once the release is installed.
-    assert bundled["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
-    assert external["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+def test_migration_job_is_an_ordinary_resource_named_by_its_spec() -> None:
+    """No hook: `helm install --wait`, Flux and Argo CD wait for the release's resources,
+    and a post-install hook waiting behind pods that wait for its schema deadlocked."""
+    bundled = rendered("defaults").component("Job", "migrate")
+    external = rendered("external-postgresql").component("Job", "migrate")
     for job in (bundled, external):
-        annotations = job["metadata"]["annotations"]
-        assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+        assert "helm.sh/hook" not in (job["metadata"].get("annotations") or {})
+        assert "ttlSecondsAfterFinished" not in job["spec"]  # Argo CD would re-run it
         pod = job["spec"]["template"]["spec"]
         assert pod["containers"][0]["args"] == ["migrate"]
         assert pod["restartPolicy"] == "Never"
-        # Hook pods run before the release's ServiceAccount exists.
-        assert "serviceAccountName" not in pod
         assert [c["name"] for c in pod["initContainers"]] == ["wait-for-database"]
+    # The pod template of a Job is immutable: its name changes with its spec, and only then.
+    name = bundled["metadata"]["name"]
+    assert re.fullmatch(r"fractal-fractal-server-migrate-[0-9a-f]{8}", name)
+    assert render({}).component("Job", "migrate")["metadata"]["name"] == name
+    upgraded = render({"image": {"tag": "0.2.0"}}).component("Job", "migrate")
+    assert upgraded["metadata"]["name"] != name
+    long_name = render({"fullnameOverride": "x" * 80}).component("Job", "migrate")
+    assert len(long_name["metadata"]["name"]) <= 63
+    for source in ("defaults", "kind", "customized"):
+        assert not [
+            doc
+            for doc in rendered(source).documents
+            if "hook" in str((doc["metadata"].get("annotations") or {}).get("helm.sh/hook"))
+            and doc["kind"] != "Secret"
+            and doc["metadata"]["labels"].get("app.kubernetes.io/component") != "create-bucket"
+        ], source
 
 
 def test_api_and_worker_wait_for_the_schema() -> None:
@@ -405,17 +449,34 @@ def test_api_and_worker_wait_for_the_schema() -> None:
         assert "--schema" in init["args"]
 
 
-def test_worker_outlives_its_heartbeat_timeout_and_runs_one_activity_per_core(
+def test_worker_grace_period_derives_from_its_shutdown_timeout_and_one_activity_per_core(
     chart: Rendered,
 ) -> None:
+    """The worker's own graceful shutdown (FRACTAL_WORKER_SHUTDOWN_TIMEOUT_SECONDS) is what
+    governs; the kubelet's SIGKILL must come after it, not before (and not minutes after)."""
     worker = chart.named("Deployment", "-worker")
     pod = worker["spec"]["template"]["spec"]
-    heartbeat = max(30.0, Settings.model_fields["render_heartbeat_timeout_seconds"].default)
-    assert pod["terminationGracePeriodSeconds"] > heartbeat
     container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    shutdown = float(env["FRACTAL_WORKER_SHUTDOWN_TIMEOUT_SECONDS"]["value"])
+    values = helm_python.Chart.load(str(CHART_DIR)).values["worker"]
+    assert shutdown == values["shutdownTimeoutSeconds"]
+    assert pod["terminationGracePeriodSeconds"] == shutdown + values["shutdownMarginSeconds"]
     assert container["args"] == ["worker"]
-    slots = {e["name"]: e for e in container["env"]}["FRACTAL_WORKER_ACTIVITY_SLOTS"]
+    slots = env["FRACTAL_WORKER_ACTIVITY_SLOTS"]
     assert slots["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
+
+
+def test_the_worker_shutdown_timeout_value_moves_the_grace_period() -> None:
+    pod = render({"worker": {"shutdownTimeoutSeconds": 90.5}}).named("Deployment", "-worker")
+    spec = pod["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 91 + 15
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["FRACTAL_WORKER_SHUTDOWN_TIMEOUT_SECONDS"]["value"] == "90.5"
+    default = Settings.model_fields["worker_shutdown_timeout_seconds"].default
+    assert helm_python.Chart.load(str(CHART_DIR)).values["worker"]["shutdownTimeoutSeconds"] == (
+        default
+    )
 
 
 def test_worker_autoscaler() -> None:
@@ -497,21 +558,23 @@ def test_traefik_routes_api_temporal_ui_and_s3_by_host() -> None:
         backend = rule["http"]["paths"][0]["backend"]["service"]
         routes[rule["host"]] = (backend["name"], backend["port"]["name"])
     assert routes == {
-        "api.localtest.me": ("fractal-fractal-server-api", "http"),
-        "temporal.localtest.me": ("fractal-fractal-server-temporal", "ui"),
-        "s3.localtest.me": ("fractal-fractal-server-minio", "s3"),
+        "api.localhost": ("fractal-fractal-server-api", "http"),
+        "temporal.localhost": ("fractal-fractal-server-temporal", "ui"),
+        "s3.localhost": ("fractal-fractal-server-minio", "s3"),
+        "jaeger.localhost": ("fractal-fractal-server-jaeger", "ui"),
     }
     # Presigned URLs carry the browser-facing S3 host, with the gateway's host port.
-    assert app_env(chart)["FRACTAL_S3_PUBLIC_ENDPOINT"]["value"] == "http://s3.localtest.me:8080"
+    assert app_env(chart)["FRACTAL_S3_PUBLIC_ENDPOINT"]["value"] == "http://s3.localhost:8080"
     assert not rendered("static-workers-no-ingress").of_kind("Ingress")
 
 
 def test_notes_print_the_urls() -> None:
     notes = rendered("kind").notes
     for url in (
-        "http://api.localtest.me:8080",
-        "http://temporal.localtest.me:8080",
-        "http://s3.localtest.me:8080",
+        "http://api.localhost:8080",
+        "http://temporal.localhost:8080",
+        "http://s3.localhost:8080",
+        "http://jaeger.localhost:8080",
     ):
         assert url in notes
     assert "port-forward" in rendered("static-workers-no-ingress").notes

@@ -37,10 +37,10 @@ def chart() -> Any:
     return render({"waitTimeoutSeconds": WAIT_SECONDS})
 
 
-def init_command(chart: Any, kind: str, suffix: str) -> list[str]:
-    """The init container's command line, with the image's `fractal` as this venv's."""
-    pod = chart.named(kind, suffix)["spec"]["template"]["spec"]
-    (container,) = pod["initContainers"]
+def init_command(chart: Any, kind: str, component: str) -> list[str]:
+    """The wait init container's command line, with the image's `fractal` as this venv's."""
+    pod = chart.component(kind, component)["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["initContainers"] if c["name"].startswith("wait-for-")]
     command = [*container["command"], *container.get("args", [])]
     assert command[0] == "fractal"
     return [sys.executable, "-m", "fractal.cli", *command[1:]]
@@ -70,9 +70,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_wait_for_database_and_schema(chart: Any, database_url: str) -> None:
     import sqlalchemy as sa
 
-    wait_for_database = init_command(chart, "Job", "-migrate")
-    wait_for_schema = init_command(chart, "Deployment", "-api")
-    assert init_command(chart, "Deployment", "-worker") == wait_for_schema
+    wait_for_database = init_command(chart, "Job", "migrate")
+    wait_for_schema = init_command(chart, "Deployment", "api")
+    assert init_command(chart, "Deployment", "worker") == wait_for_schema
 
     result = run_command(wait_for_database, FRACTAL_DATABASE_URL=database_url)
     assert result.returncode == 0, result.stderr
@@ -84,15 +84,41 @@ def test_wait_for_database_and_schema(chart: Any, database_url: str) -> None:
     assert "waiting for the schema" in result.stdout
     assert "gave up waiting for the schema" in result.stderr
 
-    # Alembic's bookkeeping table, as `fractal migrate` leaves it.
+    # Alembic's bookkeeping table at a revision this code does not know: a newer one (the
+    # code was rolled back), so the pod starts rather than wait forever. (An older revision
+    # of this history keeps it waiting: see the next test.)
+    from fractal.migrate import head_revision
+
     engine = sa.create_engine(database_url)
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE TABLE alembic_version (version_num varchar(32))"))
-        connection.execute(sa.text("INSERT INTO alembic_version VALUES ('0001')"))
+        connection.execute(sa.text("INSERT INTO alembic_version VALUES ('newer')"))
+    result = run_command(wait_for_schema, FRACTAL_DATABASE_URL=database_url)
+    assert result.returncode == 0, result.stderr
+    # At the head, as `fractal migrate` leaves it.
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()}
+        )
     engine.dispose()
     result = run_command(wait_for_schema, FRACTAL_DATABASE_URL=database_url)
     assert result.returncode == 0, result.stderr
     assert "schema ready" in result.stdout
+
+
+def test_pods_wait_for_their_own_head_revision_not_any_schema() -> None:
+    from fractal.migrate import head_revision, known_revisions, schema_wait_reason
+
+    head, known = head_revision(), known_revisions()
+    assert head in known
+    assert schema_wait_reason(None, head, known) == "no migration applied yet"
+    assert schema_wait_reason(head, head, known) is None
+    # An older revision of this history: the new release's migration is still to run.
+    assert schema_wait_reason("0000", "0002", {"0000", "0001", "0002"}) == (
+        "at revision 0000, waiting for 0002"
+    )
+    # A revision this code does not know is newer than it (a rollback): start.
+    assert schema_wait_reason("0003", "0002", {"0000", "0001", "0002"}) is None
 
 
 def test_wait_for_database_gives_up_on_an_unreachable_server(chart: Any) -> None:
@@ -100,7 +126,7 @@ def test_wait_for_database_gives_up_on_an_unreachable_server(chart: Any) -> None
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again when the block ends
     url = f"postgresql+psycopg://fractal:secret@127.0.0.1:{port}/fractal?connect_timeout=1"
-    result = run_command(init_command(chart, "Job", "-migrate"), FRACTAL_DATABASE_URL=url)
+    result = run_command(init_command(chart, "Job", "migrate"), FRACTAL_DATABASE_URL=url)
     assert result.returncode != 0
     assert "OperationalError" in result.stdout + result.stderr
 
@@ -241,11 +267,16 @@ def test_redis_runs_with_the_chart_arguments_and_its_probe_passes(tmp_path: Path
 
 
 def test_generated_passwords_survive_url_composition() -> None:
-    """randAlphaNum passwords need no escaping in FRACTAL_DATABASE_URL / FRACTAL_REDIS_URL."""
+    """Generated passwords need no escaping in FRACTAL_DATABASE_URL / FRACTAL_REDIS_URL."""
     from sqlalchemy.engine import make_url
 
+    from fractal.credentials import generate
+
     chart = render({})
-    secret = chart.named("Secret", "-credentials")["data"]
+    secret = {
+        key: base64.b64encode(generate(32).encode()).decode()
+        for key in ("postgresql-password", "redis-password")
+    }
     env = {
         e["name"]: e
         for e in chart.named("Deployment", "-api")["spec"]["template"]["spec"]["containers"][0][

@@ -135,8 +135,9 @@ def test_kind_port_mappings_match_traefik_and_the_chart() -> None:
         for m in node["extraPortMappings"]
     }
     up = (KIND_DIR / "up.sh").read_text()
-    web = int(match(r"ports\.web\.nodePort=(\d+)", up))
-    websecure = int(match(r"ports\.websecure\.nodePort=(\d+)", up))
+    traefik = yaml.safe_load((KIND_DIR / "traefik-values.yaml").read_text())
+    web = traefik["ports"]["web"]["nodePort"]
+    websecure = traefik["ports"]["websecure"]["nodePort"]
     assert set(mappings) == {web, websecure}
     # Presigned URLs and printed URLs carry the host port Traefik's web entry point is on.
     assert load_kind_values()["ingress"]["publicPort"] == mappings[web]

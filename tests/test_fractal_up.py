@@ -33,6 +33,8 @@ def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
         str(ports["temporal"]),
         "--ui-port",
         str(ports["ui"]),
+        "--worker-metrics-port",
+        str(ports["worker_metrics"]),
     ]
     log = open(data_dir.parent / "up.log", "ab")  # noqa: SIM115
     # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
@@ -68,7 +70,12 @@ def _stop(process: subprocess.Popen[bytes], signum: int, ports: dict[str, int]) 
 def test_up_keeps_state_across_restarts(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    ports = {
+        "api": free_port(),
+        "temporal": free_port(),
+        "ui": free_port(),
+        "worker_metrics": free_port(),
+    }
     api = f"http://127.0.0.1:{ports['api']}"
 
     process = _start(data_dir, ports)
@@ -82,6 +89,20 @@ def test_up_keeps_state_across_restarts(tmp_path: Path) -> None:
             task = client.post("/v1/animations", json=SMALL, headers=headers).json()
             task = wait_for_state(client, headers, task["id"], {"succeeded", "failed", "canceled"})
             assert task["state"] == "succeeded", task
+            # The metrics URLs it printed answer, and count what just happened.
+            printed = (tmp_path / "up.log").read_text()
+            worker_metrics = f"http://127.0.0.1:{ports['worker_metrics']}/metrics"
+            assert f"{api}/metrics" in printed and worker_metrics in printed, printed
+            api_metrics = client.get("/metrics").text
+            assert 'fractal_api_submissions_total{outcome="accepted"} 1.0' in api_metrics, [
+                line for line in api_metrics.splitlines() if "submissions_total" in line
+            ]
+            frames = [
+                line
+                for line in httpx.get(worker_metrics).text.splitlines()
+                if line.startswith("fractal_render_frames_total")
+            ]
+            assert frames and float(frames[0].split()[-1]) == SMALL["frames"], frames
     finally:
         _stop(process, signal.SIGINT, ports)
     assert (data_dir / "jwt-secret").stat().st_mode & 0o777 == 0o600

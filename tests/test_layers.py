@@ -32,6 +32,8 @@ INFRASTRUCTURE = {
     "fractal.embedded",
     "fractal.migrate",
     "fractal.migrations",
+    "fractal.observability",
+    "fractal.credentials",
 }
 # Which layers each layer may import (besides itself).
 ALLOWED: dict[str, set[str]] = {

@@ -164,3 +164,8 @@ def test_cost_estimate_is_bounded_for_the_largest_animations(
     assert costs[0] == 1.0 + 10_000 / chunks.CRITICAL_ITERATIONS_PER_FRAME_COST
     assert len(calls) <= chunks.COST_SAMPLES
     assert max(calls) <= chunks.COST_ITERATIONS
+
+
+def test_huge_c_components_are_a_validation_error_not_an_overflow() -> None:
+    with pytest.raises(ValidationError):
+        AnimationSpec(c=[1.7e308, 1.7e308])

@@ -18,6 +18,10 @@ def up(
     port: Annotated[int | None, typer.Option(help="API port (FRACTAL_API_PORT, 8000)")] = None,
     temporal_port: Annotated[int, typer.Option(help="Embedded Temporal gRPC port")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Embedded Temporal Web UI port")] = 8233,
+    worker_metrics_port: Annotated[
+        int | None,
+        typer.Option(help="The worker's /metrics port (FRACTAL_WORKER_METRICS_PORT, 9464; 0: off)"),
+    ] = None,
 ) -> None:
     """Run the whole service on this machine: Temporal, Postgres, Redis, API and a worker."""
     from fractal.cli.up import UpOptions, run_stack
@@ -30,6 +34,8 @@ def up(
         overrides["data_dir"] = data_dir
     if port is not None:
         overrides["api_port"] = port
+    if worker_metrics_port is not None:
+        overrides["worker_metrics_port"] = worker_metrics_port
     settings = settings.model_copy(update=overrides)
     try:
         run_stack(settings, UpOptions(temporal_port, ui_port), _serve_api, echo=typer.echo)
@@ -41,7 +47,9 @@ def _serve_api(settings: Any) -> None:
     import uvicorn
 
     from api.main import create_app
+    from fractal.observability import configure_logging
 
+    configure_logging(settings)
     try:
         application = create_app(settings)
     except RuntimeError as error:
@@ -51,7 +59,14 @@ def _serve_api(settings: Any) -> None:
         host=settings.api_host,
         port=settings.api_port,
         proxy_headers=True,
-        log_level="info",
+        # Uvicorn's loggers propagate to the handler configure_logging installed (text or
+        # JSON); the API writes its own access line (route, status, duration, request id).
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        # Requests in flight get this long to finish after SIGTERM (the pod's preStop
+        # pause has already taken it out of the Service by then).
+        timeout_graceful_shutdown=30,
     )
 
 
@@ -103,3 +118,38 @@ def wait_for_database(
         wait_until_ready(_database_url(), require_schema=schema, timeout=timeout, echo=typer.echo)
     except DatabaseNotReady as error:
         raise fail(f"gave up waiting {error}") from None
+
+
+@app.command("ensure-credentials")
+def ensure_credentials(
+    secret: Annotated[str, typer.Argument(help="Name of the Secret in this pod's namespace")],
+    keys: Annotated[
+        list[str], typer.Argument(help="KEY:LENGTH of each credential, e.g. jwt-secret:48")
+    ],
+    label: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE label of a Secret it creates")
+    ] = None,
+    service_account: Annotated[
+        Path, typer.Option(help="The pod's mounted service account (token, ca.crt, namespace)")
+    ] = Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+) -> None:
+    """Create the Secret's missing keys with random values; never change an existing one.
+    Run in the cluster (the Helm chart's credentials Job), with the pod's service account."""
+    from fractal.credentials import (
+        KubernetesError,
+        SecretsApi,
+        ensure_secret,
+        labels_from,
+        parse_keys,
+    )
+
+    try:
+        lengths, labels = parse_keys(keys), labels_from(label or [])
+    except ValueError as error:
+        raise fail(f"error: {error}", 2) from None
+    try:
+        report = ensure_secret(SecretsApi.in_cluster(service_account), secret, lengths, labels)
+    except (KubernetesError, OSError) as error:
+        raise fail(f"error: {error}") from None
+    for key, what in report.items():
+        typer.echo(f"{secret}/{key}: {what}")

@@ -113,13 +113,16 @@ def run_stack(
     with embedded_services(settings, options, echo) as settings, contextlib.ExitStack() as stack:
         data_dir = settings.data_dir
         worker = start_worker(settings, data_dir / "worker.log")
-        stack.callback(stop_process, worker, 30)
+        # The worker's own graceful shutdown, and a little more to exit.
+        stack.callback(stop_process, worker, settings.worker_shutdown_timeout_seconds + 10)
 
         api = f"http://{settings.api_host}:{settings.api_port}"
         echo(f"Studio       {api}/  (open it in a browser)")
         echo(f"API          {api}  (docs: {api}/docs)")
         if embeds_temporal and not options.headless:
             echo(f"Temporal UI  http://127.0.0.1:{options.temporal_ui_port}")
+        for line in metrics_urls(settings):
+            echo(line)
         echo(f"data         {data_dir}  (worker log: {data_dir / 'worker.log'})")
         echo("press Ctrl-C to stop")
         previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -131,6 +134,22 @@ def run_stack(
             signal.signal(signal.SIGTERM, previous)
             echo("stopping ...")
     echo("stopped")
+
+
+def metrics_urls(settings: Settings) -> list[str]:
+    """The lines `fractal up` prints about where the Prometheus metrics are."""
+    api_metrics = (
+        f"http://{settings.metrics_host}:{settings.api_metrics_port}/metrics"
+        if settings.api_metrics_port
+        else f"http://{settings.api_host}:{settings.api_port}/metrics"
+    )
+    lines = [f"metrics      {api_metrics}  (API)"]
+    if settings.worker_metrics_port:
+        worker = f"http://{settings.metrics_host}:{settings.worker_metrics_port}/metrics"
+        lines.append(f"             {worker}  (worker: Temporal SDK and render)")
+    if settings.otlp_endpoint:
+        lines.append(f"traces       OTLP to {settings.otlp_endpoint}")
+    return lines
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -8,6 +8,7 @@ is a remux with pts/dts shifted by the frames before each segment.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -60,6 +61,10 @@ class SegmentInfo:
     first_frame: int
     stop_frame: int
     size: int  # bytes written
+    # Where the time went (perf_counter seconds): computing and colouring the frames, then
+    # converting them to YUV and encoding them. The worker reports both as metrics.
+    kernel_seconds: float = 0.0
+    encode_seconds: float = 0.0
 
 
 class RenderCancelled(Exception):
@@ -101,18 +106,26 @@ def render_segment(
         stream.width = spec.width
         stream.height = spec.height
         stream.pix_fmt = encoder.pix_fmt
+        kernel_seconds = encode_seconds = 0.0
         for frame_number in range(first_frame, stop_frame):
             if should_stop is not None and should_stop():
                 raise RenderCancelled(f"stopped before frame {frame_number}")
+            started = time.perf_counter()
             rgb = renderer.render(frame_number)
+            rendered = time.perf_counter()
             frame = yuv420_frame(rgb)
             frame.pts = frame_number - first_frame
             container.mux(stream.encode(frame))
+            encoded = time.perf_counter()
+            kernel_seconds += rendered - started
+            encode_seconds += encoded - rendered
             if on_frame is not None:
                 on_frame(frame_number)
+        started = time.perf_counter()
         container.mux(stream.encode(None))
+        encode_seconds += time.perf_counter() - started
     size = _size_of(destination)
-    return SegmentInfo(first_frame, stop_frame, size)
+    return SegmentInfo(first_frame, stop_frame, size, kernel_seconds, encode_seconds)
 
 
 def _size_of(destination: Destination) -> int:

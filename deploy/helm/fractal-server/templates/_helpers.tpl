@@ -73,11 +73,35 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/*
-The chart-generated credentials Secret (templates/secret.yaml). Every credential not taken
-from an existingSecret lives there.
+Where each credential comes from, in this order: an existingSecret you name; a value given
+in values.yaml, which the chart keeps in the Secret <fullname>-given-credentials
+(templates/secret.yaml); otherwise the Secret <fullname>-credentials, whose keys the
+credentials Job generates once in the cluster (templates/credentials-job.yaml).
 */}}
 {{- define "fractal.credentialsSecretName" -}}
 {{- include "fractal.componentName" (list . "credentials") }}
+{{- end }}
+
+{{- define "fractal.givenSecretName" -}}
+{{- include "fractal.componentName" (list . "given-credentials") }}
+{{- end }}
+
+{{/* The credentials generated in the cluster: "key:length" words, space separated. */}}
+{{- define "fractal.generatedKeys" -}}
+{{- $keys := list -}}
+{{- if not (or .Values.app.jwt.existingSecret .Values.app.jwt.secret) }}
+{{- $keys = append $keys "jwt-secret:48" }}
+{{- end }}
+{{- if and .Values.postgresql.enabled (not (or .Values.postgresql.existingSecret .Values.postgresql.password)) }}
+{{- $keys = append $keys "postgresql-password:32" }}
+{{- end }}
+{{- if and .Values.redis.enabled (not (or .Values.redis.existingSecret .Values.redis.password)) }}
+{{- $keys = append $keys "redis-password:32" }}
+{{- end }}
+{{- if and .Values.minio.enabled (not (or .Values.minio.existingSecret (and .Values.minio.accessKey .Values.minio.secretKey))) }}
+{{- $keys = concat $keys (list "s3-access-key:20" "s3-secret-key:40") }}
+{{- end }}
+{{- join " " $keys }}
 {{- end }}
 
 {{/*
@@ -122,7 +146,9 @@ external one from values. Each fails with a clear message when a required value 
 {{- define "fractal.postgresql.secretName" -}}
 {{- if .Values.postgresql.existingSecret }}
 {{- .Values.postgresql.existingSecret }}
-{{- else if or .Values.postgresql.enabled .Values.postgresql.password }}
+{{- else if .Values.postgresql.password }}
+{{- include "fractal.givenSecretName" . }}
+{{- else if .Values.postgresql.enabled }}
 {{- include "fractal.credentialsSecretName" . }}
 {{- else }}
 {{- fail "postgresql.existingSecret (or postgresql.password) is required when postgresql.enabled=false" }}
@@ -158,7 +184,13 @@ external one from values. Each fails with a clear message when a required value 
 {{- end }}
 
 {{- define "fractal.redis.secretName" -}}
-{{- default (include "fractal.credentialsSecretName" .) .Values.redis.existingSecret }}
+{{- if .Values.redis.existingSecret }}
+{{- .Values.redis.existingSecret }}
+{{- else if .Values.redis.password }}
+{{- include "fractal.givenSecretName" . }}
+{{- else }}
+{{- include "fractal.credentialsSecretName" . }}
+{{- end }}
 {{- end }}
 
 {{- define "fractal.redis.secretKey" -}}
@@ -219,7 +251,9 @@ in-cluster endpoint uses; the service reads both forms (fractal/storage.py).
 {{- define "fractal.s3.secretName" -}}
 {{- if .Values.minio.existingSecret }}
 {{- .Values.minio.existingSecret }}
-{{- else if or .Values.minio.enabled (and .Values.minio.accessKey .Values.minio.secretKey) }}
+{{- else if and .Values.minio.accessKey .Values.minio.secretKey }}
+{{- include "fractal.givenSecretName" . }}
+{{- else if .Values.minio.enabled }}
 {{- include "fractal.credentialsSecretName" . }}
 {{- else }}
 {{- fail "minio.existingSecret (or minio.accessKey and minio.secretKey) is required when minio.enabled=false" }}
@@ -235,7 +269,13 @@ in-cluster endpoint uses; the service reads both forms (fractal/storage.py).
 {{- end }}
 
 {{- define "fractal.jwt.secretName" -}}
-{{- default (include "fractal.credentialsSecretName" .) .Values.app.jwt.existingSecret }}
+{{- if .Values.app.jwt.existingSecret }}
+{{- .Values.app.jwt.existingSecret }}
+{{- else if .Values.app.jwt.secret }}
+{{- include "fractal.givenSecretName" . }}
+{{- else }}
+{{- include "fractal.credentialsSecretName" . }}
+{{- end }}
 {{- end }}
 
 {{- define "fractal.jwt.secretKey" -}}
@@ -303,6 +343,19 @@ ordinary resource of the release exists.
     secretKeyRef:
       name: {{ include "fractal.jwt.secretName" . }}
       key: {{ include "fractal.jwt.secretKey" . }}
+{{- include "fractal.temporalTlsEnv" . }}
+- name: FRACTAL_LOG_FORMAT
+  value: {{ .Values.logs.format | quote }}
+- name: FRACTAL_LOG_LEVEL
+  value: {{ .Values.logs.level | quote }}
+- name: FRACTAL_METRICS_HOST
+  value: "0.0.0.0"
+{{- with (include "fractal.otlpEndpoint" .) }}
+- name: FRACTAL_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: FRACTAL_TRACE_SAMPLE_RATIO
+  value: {{ $.Values.tracing.sampleRatio | quote }}
+{{- end }}
 {{- range $name, $value := .Values.app.settings }}
 - name: {{ printf "FRACTAL_%s" (upper $name) }}
   value: {{ $value | toString | quote }}
@@ -355,7 +408,7 @@ app image. Call with (list . "schema").
 
 {{/*
 An Ingress for Traefik routing one host to one Service port. Call with
-(list . "api" "api.localtest.me" "<service>" "<port name>").
+(list . "api" "api.localhost" "<service>" "<port name>").
 */}}
 {{- define "fractal.ingress" -}}
 {{- $root := index . 0 -}}
@@ -394,4 +447,223 @@ spec:
 {{- define "fractal.publicUrl" -}}
 {{- $root := index . 0 -}}
 {{- printf "%s://%s%s" (include "fractal.publicScheme" $root) (index . 1) (include "fractal.publicPortSuffix" $root) }}
+{{- end }}
+
+{{/* ------------------------------------------------------------------------------------
+Observability, Temporal TLS and the writable volumes of the application pods.
+*/}}
+
+{{/* Where traces go: tracing.otlpEndpoint, else the bundled Jaeger, else nothing. */}}
+{{- define "fractal.otlpEndpoint" -}}
+{{- if .Values.tracing.otlpEndpoint }}
+{{- .Values.tracing.otlpEndpoint }}
+{{- else if .Values.tracing.jaeger.enabled }}
+{{- printf "http://%s:4318" (include "fractal.componentName" (list . "jaeger")) }}
+{{- end }}
+{{- end }}
+
+{{- define "fractal.temporalTlsDir" -}}/etc/fractal/temporal-tls{{- end }}
+
+{{/* FRACTAL_TEMPORAL_TLS* and FRACTAL_TEMPORAL_API_KEY, from the values and Secrets. */}}
+{{- define "fractal.temporalTlsEnv" -}}
+{{- $tls := .Values.temporal.tls }}
+{{- if or $tls.enabled .Values.temporal.apiKey.existingSecret }}
+- name: FRACTAL_TEMPORAL_TLS
+  value: "true"
+{{- end }}
+{{- if $tls.existingSecret }}
+{{- if $tls.caKey }}
+- name: FRACTAL_TEMPORAL_TLS_SERVER_CA_FILE
+  value: {{ printf "%s/ca.crt" (include "fractal.temporalTlsDir" .) | quote }}
+{{- end }}
+{{- if $tls.certKey }}
+- name: FRACTAL_TEMPORAL_TLS_CLIENT_CERT_FILE
+  value: {{ printf "%s/tls.crt" (include "fractal.temporalTlsDir" .) | quote }}
+- name: FRACTAL_TEMPORAL_TLS_CLIENT_KEY_FILE
+  value: {{ printf "%s/tls.key" (include "fractal.temporalTlsDir" .) | quote }}
+{{- end }}
+{{- end }}
+{{- with $tls.serverName }}
+- name: FRACTAL_TEMPORAL_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.temporal.apiKey.existingSecret }}
+- name: FRACTAL_TEMPORAL_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.temporal.apiKey.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* Volume mounts of the api and worker containers: scratch, Numba cache, Temporal TLS. */}}
+{{- define "fractal.appVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: numba-cache
+  mountPath: {{ .Values.app.numbaCacheDir }}
+{{- if .Values.temporal.tls.existingSecret }}
+- name: temporal-tls
+  mountPath: {{ include "fractal.temporalTlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "fractal.appVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.app.scratchSizeLimit }}
+- name: numba-cache
+  emptyDir:
+    sizeLimit: 512Mi
+{{- if .Values.temporal.tls.existingSecret }}
+- name: temporal-tls
+  secret:
+    secretName: {{ .Values.temporal.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      {{- with .Values.temporal.tls.caKey }}
+      - key: {{ . }}
+        path: ca.crt
+      {{- end }}
+      {{- if .Values.temporal.tls.certKey }}
+      - key: {{ .Values.temporal.tls.certKey }}
+        path: tls.crt
+      - key: {{ required "temporal.tls.keyKey is required with temporal.tls.certKey" .Values.temporal.tls.keyKey }}
+        path: tls.key
+      {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Init container that copies the kernels `fractal warmup` compiled into the image to the
+writable emptyDir that the app container mounts over the same path (the root filesystem is
+read-only; Numba writes there when it compiles for another CPU).
+*/}}
+{{- define "fractal.numbaCacheContainer" -}}
+- name: numba-cache
+  image: {{ include "fractal.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command: ["cp", "-a", "{{ .Values.app.numbaCacheDir }}/.", "/numba-cache/"]
+  resources:
+    {{- toYaml .Values.initResources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: numba-cache
+      mountPath: /numba-cache
+{{- end }}
+
+{{- define "fractal.worker.terminationGracePeriodSeconds" -}}
+{{- add (int (ceil .Values.worker.shutdownTimeoutSeconds)) (int .Values.worker.shutdownMarginSeconds) }}
+{{- end }}
+
+{{/* Whether the workers ever run more than one replica (for their PodDisruptionBudget). */}}
+{{- define "fractal.worker.multiple" -}}
+{{- if .Values.worker.autoscaling.enabled }}
+{{- if gt (int .Values.worker.autoscaling.minReplicas) 1 }}true{{ end }}
+{{- else if gt (int .Values.worker.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
+{{/* The migration Job's spec; its hash names the Job (templates/migrate-job.yaml). */}}
+{{- define "fractal.migrateJobSpec" -}}
+backoffLimit: {{ .Values.migrate.backoffLimit }}
+activeDeadlineSeconds: {{ .Values.migrate.activeDeadlineSeconds }}
+template:
+  metadata:
+    labels:
+      {{- include "fractal.componentLabels" (list . "migrate") | nindent 6 }}
+  spec:
+    restartPolicy: Never
+    serviceAccountName: {{ include "fractal.serviceAccountName" . }}
+    automountServiceAccountToken: false
+    enableServiceLinks: false
+    {{- with .Values.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    securityContext:
+      {{- toYaml .Values.podSecurityContext | nindent 6 }}
+    # Do not spend the Job's retries on a database that is still starting.
+    initContainers:
+      {{- include "fractal.waitContainer" (list . "database") | nindent 6 }}
+    containers:
+      - name: migrate
+        image: {{ include "fractal.image" . }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        args: ["migrate"]
+        env:
+          {{- include "fractal.databaseEnv" . | nindent 10 }}
+          - name: FRACTAL_LOG_FORMAT
+            value: {{ .Values.logs.format | quote }}
+        resources:
+          {{- toYaml .Values.migrate.resources | nindent 10 }}
+        securityContext:
+          {{- toYaml .Values.securityContext | nindent 10 }}
+        volumeMounts:
+          - name: tmp
+            mountPath: /tmp
+    volumes:
+      - name: tmp
+        emptyDir:
+          sizeLimit: 64Mi
+{{- end }}
+
+{{/*
+A NetworkPolicy (named <fullname>-<name>-ingress) letting `from` reach a component's
+ports. Call with (list . "postgresql" "postgresql" (list "postgresql") (list "api" "worker")):
+component, name, port names, and the release's components allowed in (empty: any source:
+the gateway in its own namespace, Prometheus, browsers through the gateway). An optional
+sixth element lists extra NetworkPolicyPeer entries.
+*/}}
+{{- define "fractal.networkPolicy" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $ports := index . 3 -}}
+{{- $from := index . 4 -}}
+{{- $extra := list -}}
+{{- if gt (len .) 5 }}{{ $extra = index . 5 }}{{ end -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "fractal.componentName" (list $root (printf "%s-ingress" (index . 2))) }}
+  labels:
+    {{- include "fractal.componentLabels" (list $root $component) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "fractal.selectorLabels" (list $root $component) | nindent 6 }}
+  policyTypes: ["Ingress"]
+  ingress:
+    - ports:
+        {{- range $ports }}
+        - port: {{ . }}
+          protocol: TCP
+        {{- end }}
+      {{- if $from }}
+      from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/instance: {{ $root.Release.Name }}
+            matchExpressions:
+              - key: app.kubernetes.io/component
+                operator: In
+                values:
+                  {{- toYaml $from | nindent 18 }}
+        {{- with $extra }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- end }}
+{{- end }}
+
+{{/* Metadata of the credentials Job's RBAC objects: hooks made before the Job. */}}
+{{- define "fractal.credentialsRbacMetadata" -}}
+name: {{ include "fractal.componentName" (list . "credentials") }}
+labels:
+  {{- include "fractal.componentLabels" (list . "credentials") | nindent 2 }}
+annotations:
+  helm.sh/hook: pre-install,pre-upgrade
+  helm.sh/hook-weight: "-5"
+  # Kept for the next upgrade; replaced by it.
+  helm.sh/hook-delete-policy: before-hook-creation
 {{- end }}
