@@ -26,6 +26,7 @@ from fractal.engine import RenderCancelled, concat_segments, render_segment
 from fractal.spec import AnimationSpec, format_validation_error
 from fractal.states import FINAL_STATES, TaskState
 from fractal.storage import ObjectStore, segment_key, segments_prefix, video_key
+from fractal.usage import settle_task
 from workflows.contracts import (
     INVALID_SPEC_ERROR,
     CleanupInput,
@@ -100,6 +101,9 @@ class WorkerActivities(RenderActivities):
 
         with tempfile.TemporaryDirectory(prefix="fractal-chunk-") as scratch:
             path = Path(scratch) / "segment.mp4"
+            # Kernels and the one-thread encoder run on this thread: its CPU time is the
+            # chunk's, which the user's daily CPU quota is charged (fractal/usage.py).
+            cpu_started = time.thread_time()
             try:
                 render_segment(
                     spec,
@@ -114,20 +118,23 @@ class WorkerActivities(RenderActivities):
                 if activity.is_cancelled():
                     raise CancelledError("render cancelled") from None
                 raise ApplicationError("worker shutting down; chunk will be retried") from None
+            cpu_seconds = time.thread_time() - cpu_started
             activity.heartbeat(done)
             size = self.store.put_file(key, path)
-        self._write_progress(chunk, frames)
+        self._write_progress(chunk, frames, cpu_seconds)
         return RenderChunkResult(key=key, frames=frames, size=size)
 
-    def _write_progress(self, chunk: RenderChunkInput, frames_done: int) -> None:
+    def _write_progress(
+        self, chunk: RenderChunkInput, frames_done: int, cpu_seconds: float | None = None
+    ) -> None:
+        values: dict[str, object] = {"frames_done": frames_done}
+        if cpu_seconds is not None:
+            values["cpu_seconds"] = cpu_seconds
         statement = insert(TaskChunk).values(
-            task_id=uuid.UUID(chunk.task_id),
-            chunk_index=chunk.chunk_index,
-            frames_done=frames_done,
+            task_id=uuid.UUID(chunk.task_id), chunk_index=chunk.chunk_index, **values
         )
         statement = statement.on_conflict_do_update(
-            index_elements=[TaskChunk.task_id, TaskChunk.chunk_index],
-            set_={"frames_done": frames_done},
+            index_elements=[TaskChunk.task_id, TaskChunk.chunk_index], set_=values
         )
         try:
             with session_scope(self.sessions) as session:
@@ -188,4 +195,5 @@ class WorkerActivities(RenderActivities):
                 task.frames_done = update.frames_done
             elif update.state in FINAL_STATES:
                 task.frames_done = chunk_frames_done(session, task.id, task.frames_total)
+            settle_task(session, task)
             return True

@@ -13,7 +13,8 @@ from temporalio.client import Client
 
 from api import paths
 from api.errors import RateLimited, service_unavailable
-from api.ratelimit import RateLimiter, Rule
+from api.ratelimit import LoginBackoff, RateLimiter, Rule
+from api.security import PasswordGate
 from fractal.db import make_engine, make_session_factory
 from fractal.settings import Settings
 from fractal.storage import ObjectStore, make_store
@@ -39,6 +40,9 @@ class AppContext:
     limiter: RateLimiter
     submissions: Rule
     auth_attempts: Rule
+    signups: Rule
+    login_backoff: LoginBackoff
+    password_gate: PasswordGate
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -63,6 +67,14 @@ class AppContext:
             auth_attempts=Rule(
                 "auth", settings.auth_attempts_per_minute, settings.auth_attempts_per_minute
             ),
+            signups=Rule("signup", settings.signups_per_hour / 60, settings.signups_per_hour),
+            login_backoff=LoginBackoff(
+                client,
+                settings.redis_key_prefix,
+                settings.login_failures_before_backoff,
+                settings.login_backoff_max_seconds,
+            ),
+            password_gate=PasswordGate(settings.password_hash_concurrency),
         )
 
     async def temporal(self) -> Client:

@@ -12,20 +12,26 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.context import AppContext
 from fractal.chunks import plan_render_chunks
 from fractal.db import Task
+from fractal.settings import Settings
 from fractal.spec import AnimationSpec
 from fractal.temporal import workflow_id_for
 from workflows.contracts import RenderRequest
 from workflows.render import RenderAnimationWorkflow
 
 
+def frames_per_chunk(settings: Settings, spec: AnimationSpec) -> int:
+    """Frames of one render activity, on average (``FRACTAL_CHUNK_SECONDS`` of video)."""
+    return max(1, round(settings.chunk_seconds * spec.fps))
+
+
 def render_request(context: AppContext, task: Task) -> RenderRequest:
     """The workflow input of ``task``: its spec and chunks cut where their costs balance."""
     spec = AnimationSpec.model_validate(task.spec)
-    frames_per_chunk = max(1, round(context.settings.chunk_seconds * spec.fps))
+    chunks = plan_render_chunks(spec, frames_per_chunk(context.settings, spec))
     return RenderRequest(
         task_id=str(task.id),
         spec=task.spec,
-        chunk_stops=[chunk.stop_frame for chunk in plan_render_chunks(spec, frames_per_chunk)],
+        chunk_stops=[chunk.stop_frame for chunk in chunks],
         max_parallel_chunks=context.settings.max_parallel_chunks,
         heartbeat_timeout_seconds=context.settings.render_heartbeat_timeout_seconds,
     )

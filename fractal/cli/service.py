@@ -41,18 +41,14 @@ def _serve_api(settings: Any) -> None:
     import uvicorn
 
     from api.main import create_app
+    from api.server import server_config
 
     try:
         application = create_app(settings)
     except RuntimeError as error:
         raise fail(f"error: {error}", 2) from None
-    uvicorn.run(
-        application,
-        host=settings.api_host,
-        port=settings.api_port,
-        proxy_headers=True,
-        log_level="info",
-    )
+    # Header size and timeouts, the connection cap (api/server.py).
+    uvicorn.Server(server_config(application, settings)).run()
 
 
 @app.command()
