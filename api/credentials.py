@@ -4,7 +4,7 @@ New usernames are NFKC-normalised and must then be 3 to 64 ASCII letters, digits
 ``_ . @ -``. ASCII only is what makes names unmistakable: a Cyrillic ``о`` in ``bоb``, a
 zero-width space, a right-to-left override or a trailing space would otherwise give two
 accounts that read the same. Each refusal names the offending character. Names are unique
-without regard to case (``username_key``, a unique column).
+without regard to case (``fractal.db.username_key``, a unique column).
 
 Passwords are NFKC-normalised (NIST SP 800-63B), 8 to 256 characters, without control
 characters, not only spaces and not the username.
@@ -20,6 +20,8 @@ import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
+
+from fractal.db import username_key
 
 USERNAME_MIN, USERNAME_MAX = 3, 64
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
@@ -62,11 +64,6 @@ def normalized_username(raw: str) -> str:
     if not USERNAME_MIN <= len(name) <= USERNAME_MAX:
         raise ValueError(f"must be {USERNAME_MIN} to {USERNAME_MAX} characters long")
     return name
-
-
-def username_key(name: str) -> str:
-    """What makes two usernames the same: NFKC, then Unicode case folding."""
-    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def normalized_password(raw: str) -> str:

@@ -6,6 +6,7 @@ The schema itself is created by the Alembic migrations in ``fractal/migrations``
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def username_key(name: str) -> str:
+    """What makes two usernames the same: NFKC, then Unicode case folding ("Bob", "bob" and
+    full-width "ｂｏｂ" are one name). Unique in ``users.username_key``."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _username_key_of_row(context: Any) -> str:
+    return username_key(context.get_current_parameters()["username"])
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON}  # noqa: RUF012 - SQLAlchemy's convention
 
@@ -47,8 +58,7 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(64), unique=True)
-    # NFKC + case folding of the username (api/credentials.py): "Bob" and "bob" are one name.
-    username_key: Mapped[str] = mapped_column(Text, unique=True)
+    username_key: Mapped[str] = mapped_column(Text, unique=True, default=_username_key_of_row)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -203,7 +203,6 @@ def test_expired_animations_are_deleted_once_by_concurrent_sweeps(
     now = utcnow()
     with contexts[0].sessions() as session:
         user = User(username=f"old-{uuid.uuid4().hex[:6]}", password_hash="x", created_at=now)
-        user.username_key = user.username
         session.add(user)
         session.flush()
         old: list[uuid.UUID] = []

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.credentials import normalized_password, normalized_username, username_key
+from api.credentials import normalized_password, normalized_username
+from fractal.db import username_key
 from tests.stack import make_settings, serve_api
 
 # What the compatibility /sign-up used to accept (and v1 then logged in).

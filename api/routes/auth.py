@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 
 from api import paths
 from api.context import AppContext
-from api.credentials import login_password_candidates, username_key
+from api.credentials import login_password_candidates
 from api.deps import ContextDep, SessionDep, client_ip
 from api.errors import RateLimited, service_unavailable
 from api.response_headers import add_response_headers
 from api.schemas import Login, Problem, SignUp, Token, UserOut
 from api.security import HashingBusy, create_access_token, hash_password, verify_password
-from fractal.db import User, utcnow
+from fractal.db import User, username_key, utcnow
 
 router = APIRouter(tags=["auth"])
 
@@ -54,12 +54,7 @@ def create_user(context: AppContext, session: Session, username: str, password: 
     """A new account; ``username`` and ``password`` have passed the credential policy."""
     with password_slot(context):
         password_hash = hash_password(password)
-    user = User(
-        username=username,
-        username_key=username_key(username),
-        password_hash=password_hash,
-        created_at=utcnow(),
-    )
+    user = User(username=username, password_hash=password_hash, created_at=utcnow())
     session.add(user)
     try:
         session.commit()
