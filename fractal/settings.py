@@ -8,12 +8,13 @@ description is the documentation: ``docs/configuration.md`` is generated from it
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me"
@@ -243,6 +244,18 @@ class Settings(BaseSettings):
         le=19,
         description="CPU priority of renders, so an API on the same host stays responsive",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network (e.g. 10.244.0.0/16)"
+                ) from None
+        return proxies
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

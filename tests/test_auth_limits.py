@@ -264,3 +264,17 @@ def test_the_password_gate_bounds_concurrent_hashing() -> None:
         holder.join(10)
     with gate.slot():  # free again
         pass
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    from pydantic import ValidationError
+
+    from fractal.settings import Settings
+
+    assert Settings(trusted_proxies=["10.244.0.0/16", "::1"]).trusted_proxies == [
+        "10.244.0.0/16",
+        "::1",
+    ]
+    for bad in (["*"], ["traefik"], ["10.0.0.0/33"]):
+        with pytest.raises(ValidationError, match="not an IP address or network"):
+            Settings(trusted_proxies=bad)
