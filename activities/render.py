@@ -37,6 +37,7 @@ from fractal.storage import (
     segments_prefix,
     video_key,
 )
+from fractal.usage import settle_task
 from workflows.contracts import (
     INVALID_SPEC_ERROR,
     CleanupInput,
@@ -129,6 +130,9 @@ class WorkerActivities(RenderActivities):
 
         with tempfile.TemporaryDirectory(prefix="fractal-chunk-") as scratch:
             path = Path(scratch) / "segment.mp4"
+            # Kernels and the one-thread encoder run on this thread: its CPU time is the
+            # chunk's, which the user's daily CPU quota is charged (fractal/usage.py).
+            cpu_started = time.thread_time()
             try:
                 info = render_segment(
                     spec,
@@ -143,16 +147,18 @@ class WorkerActivities(RenderActivities):
                 if activity.is_cancelled():
                     raise CancelledError("render cancelled") from None
                 raise WorkerShuttingDown("worker shutting down; chunk will be retried") from None
+            cpu_seconds = time.thread_time() - cpu_started
             activity.heartbeat(done)
             size = self.store.put_file(key, path)
-        self._write_progress(chunk, frames)
+        self._write_progress(chunk, frames, cpu_seconds)
         elapsed = time.monotonic() - started
         self.metrics.kernel_seconds.record(info.kernel_seconds)
         self.metrics.encode_seconds.record(info.encode_seconds)
         self.metrics.chunk_seconds.record(elapsed)
         self.metrics.written("segment", size)
         log.info(
-            "chunk %d rendered: frames %d..%d, %d bytes in %.2f s (kernel %.2f s, encode %.2f s)",
+            "chunk %d rendered: frames %d..%d, %d bytes in %.2f s (kernel %.2f s, encode %.2f s, "
+            "%.2f CPU-seconds)",
             chunk.chunk_index,
             chunk.first_frame,
             chunk.stop_frame - 1,
@@ -160,6 +166,7 @@ class WorkerActivities(RenderActivities):
             elapsed,
             info.kernel_seconds,
             info.encode_seconds,
+            cpu_seconds,
         )
         return RenderChunkResult(key=key, frames=frames, size=size)
 
@@ -176,15 +183,17 @@ class WorkerActivities(RenderActivities):
             size = self.store.put_file(key, path, media_type_of(key))
         return PosterResult(key=key, size=size)
 
-    def _write_progress(self, chunk: RenderChunkInput, frames_done: int) -> None:
+    def _write_progress(
+        self, chunk: RenderChunkInput, frames_done: int, cpu_seconds: float | None = None
+    ) -> None:
+        values: dict[str, object] = {"frames_done": frames_done}
+        if cpu_seconds is not None:
+            values["cpu_seconds"] = cpu_seconds
         statement = insert(TaskChunk).values(
-            task_id=uuid.UUID(chunk.task_id),
-            chunk_index=chunk.chunk_index,
-            frames_done=frames_done,
+            task_id=uuid.UUID(chunk.task_id), chunk_index=chunk.chunk_index, **values
         )
         statement = statement.on_conflict_do_update(
-            index_elements=[TaskChunk.task_id, TaskChunk.chunk_index],
-            set_={"frames_done": frames_done},
+            index_elements=[TaskChunk.task_id, TaskChunk.chunk_index], set_=values
         )
         try:
             with session_scope(self.sessions) as session:
@@ -254,6 +263,7 @@ class WorkerActivities(RenderActivities):
                 task.frames_done = update.frames_done
             elif update.state in FINAL_STATES:
                 task.frames_done = chunk_frames_done(session, task.id, task.frames_total)
+            settle_task(session, task)
         log.info("task is %s%s", update.state, f": {update.error}" if update.error else "")
         return True
 

@@ -7,8 +7,12 @@ Route handlers choose the HTTP answer; this layer returns outcomes and raises
 from __future__ import annotations
 
 import logging
+import math
+import os
 import uuid
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from enum import Enum
 
 import anyio.from_thread
@@ -18,42 +22,151 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.errors import RateLimited, service_unavailable
-from api.render_service import cancel_workflow, render_request, start_workflow
+from api.observability import (
+    CPU_QUOTA,
+    STORAGE_QUOTA,
+    TOO_COSTLY,
+    TOO_LARGE_TO_STORE,
+    TOO_MUCH_MEMORY,
+)
+from api.render_service import cancel_workflow, frames_per_chunk, render_request, start_workflow
 from api.schemas import Progress, TaskOut
+from fractal.admission import (
+    AdmissionLimits,
+    CostEstimate,
+    Limit,
+    estimate_cost,
+    exceeded_limit,
+    mib,
+)
 from fractal.db import Task, User, progress_frames, utcnow
 from fractal.observability import bind
+from fractal.settings import Settings
 from fractal.spec import AnimationSpec
 from fractal.states import ACTIVE_STATES, TaskState
 from fractal.temporal import workflow_id_for
+from fractal.usage import charge_cpu, cpu_used, settle_task, stored_bytes, utc_day
 
 log = logging.getLogger("fractal.api")
 
 
-def work_units(spec: AnimationSpec) -> int:
-    return spec.pixels * spec.supersample**2 * spec.frame_count * spec.max_iter
+@dataclass(frozen=True)
+class Refusal:
+    """Why a submission is refused, in the client's words, and its label in the metrics."""
+
+    outcome: str
+    detail: str
 
 
-def work_refusal(context: AppContext, spec: AnimationSpec) -> str | None:
-    """Why the work cap refuses ``spec`` (the 422 detail of a submission); None if it fits."""
-    if work_units(spec) <= context.settings.max_work_units:
+class SubmissionRefused(HTTPException):
+    def __init__(
+        self, refusal: Refusal, status_code: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code, detail=refusal.detail, headers=headers)
+        self.outcome = refusal.outcome
+
+
+def admission_limits(settings: Settings) -> AdmissionLimits:
+    slots = settings.worker_activity_slots or len(os.sched_getaffinity(0))
+    return AdmissionLimits(settings.max_task_cpu_seconds, settings.worker_memory_bytes, slots)
+
+
+def cost_estimate(settings: Settings, spec: AnimationSpec) -> CostEstimate:
+    """The admission model's upper bounds for ``spec`` in the chunks it would be cut into."""
+    return estimate_cost(spec, frames_per_chunk(settings, spec))
+
+
+def admission_refusal(settings: Settings, estimate: CostEstimate) -> Refusal | None:
+    """Why no amount of waiting would admit the animation (a 422), or None."""
+    exceeded = exceeded_limit(estimate, admission_limits(settings))
+    if exceeded is not None:
+        limit, detail = exceeded
+        return Refusal(TOO_COSTLY if limit is Limit.CPU else TOO_MUCH_MEMORY, detail)
+    if estimate.cpu_seconds > settings.cpu_seconds_per_day:
+        return Refusal(
+            TOO_COSTLY,
+            f"animation too costly: estimated {estimate.cpu_seconds:,.0f} CPU-seconds, more "
+            f"than the daily quota of {settings.cpu_seconds_per_day:,.0f}",
+        )
+    if estimate.output_bytes > settings.stored_bytes_per_user:
+        return Refusal(
+            TOO_LARGE_TO_STORE,
+            f"animation too large to store: its video could take {mib(estimate.output_bytes)}, "
+            f"the storage quota is {mib(settings.stored_bytes_per_user)}",
+        )
+    return None
+
+
+def _seconds_to_next_utc_day(now: datetime) -> int:
+    tomorrow = datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
+    return max(1, math.ceil((tomorrow - now).total_seconds()))
+
+
+def _seconds_until_a_video_expires(session: Session, settings: Settings, user: User) -> int | None:
+    if not settings.video_retention_hours:
         return None
-    return (
-        f"animation too large: pixels x supersample² x frames x max_iter = "
-        f"{work_units(spec)} exceeds {context.settings.max_work_units}"
+    oldest = session.scalar(
+        select(func.min(Task.finished_at)).where(
+            Task.owner_id == user.id, Task.video_key.is_not(None)
+        )
     )
+    if oldest is None:
+        return None
+    expires = oldest + timedelta(hours=settings.video_retention_hours)
+    return max(1, math.ceil((expires - utcnow()).total_seconds()))
+
+
+def _check_quotas(
+    session: Session, settings: Settings, user: User, estimate: CostEstimate, now: datetime
+) -> None:
+    """429 when the user's daily CPU or storage is used up (the caller holds the user's lock)."""
+    used = cpu_used(session, user.id, utc_day(now))
+    if used + estimate.cpu_seconds > settings.cpu_seconds_per_day:
+        wait = _seconds_to_next_utc_day(now)
+        raise SubmissionRefused(
+            Refusal(
+                CPU_QUOTA,
+                f"daily CPU quota: {used:,.0f} of {settings.cpu_seconds_per_day:,.0f} "
+                f"CPU-seconds used today, this animation is estimated at "
+                f"{estimate.cpu_seconds:,.0f}; the quota renews at 00:00 UTC",
+            ),
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(wait)},
+        )
+    stored = stored_bytes(session, user.id)
+    if stored + estimate.output_bytes > settings.stored_bytes_per_user:
+        expiry = _seconds_until_a_video_expires(session, settings, user)
+        raise SubmissionRefused(
+            Refusal(
+                STORAGE_QUOTA,
+                f"storage quota: {mib(stored)} of {mib(settings.stored_bytes_per_user)} "
+                f"in use or reserved, this animation may take {mib(estimate.output_bytes)}; "
+                "delete animations to make room",
+            ),
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(expiry)} if expiry else None,
+        )
 
 
 def submit(
-    context: AppContext, session: Session, user: User, spec: AnimationSpec
-) -> tuple[Task, dict[str, str]]:
-    """Rate limit, cap, insert the row and start its workflow (the row fails if that fails).
+    context: AppContext,
+    session: Session,
+    user: User,
+    spec: AnimationSpec,
+    headers: MutableMapping[str, str],
+) -> Task:
+    """Rate limit, admission, quotas, caps; insert the row and start its workflow (the row
+    fails if that fails). The rate limit's headers go into ``headers`` as soon as it is
+    spent, so they reach the answer whatever it is.
 
-    Returns the task and the rate-limit headers to answer with. Every call counts once in
-    ``fractal_api_submissions_total`` under its outcome.
+    Every call counts once in ``fractal_api_submissions_total`` under its outcome.
     """
     attempt = _Attempt()
     try:
-        return _submit(context, session, user, spec, attempt)
+        return _submit(context, session, user, spec, headers, attempt)
+    except SubmissionRefused as refused:
+        attempt.outcome = refused.outcome
+        raise
     finally:
         context.metrics.submissions.labels(attempt.outcome).inc()
 
@@ -68,42 +181,54 @@ def _submit(
     session: Session,
     user: User,
     spec: AnimationSpec,
+    headers: MutableMapping[str, str],
     attempt: _Attempt,
-) -> tuple[Task, dict[str, str]]:
+) -> Task:
+    settings = context.settings
     try:
-        headers = context.spend_rate_limit(context.submissions, str(user.id))
+        headers.update(context.spend_rate_limit(context.submissions, str(user.id)))
     except RateLimited:
         attempt.outcome = "rate_limited"
         raise
     except HTTPException:
         attempt.outcome = "rate_limiter_unavailable"
         raise
-    refusal = work_refusal(context, spec)
+    estimate = cost_estimate(settings, spec)
+    refusal = admission_refusal(settings, estimate)
     if refusal is not None:
-        attempt.outcome = "too_large"
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
-    # Lock the user's row so concurrent submissions count active tasks one at a time.
+        raise SubmissionRefused(refusal, status.HTTP_422_UNPROCESSABLE_CONTENT)
+    # Lock the user's row so concurrent submissions count active tasks and quotas one at
+    # a time.
     session.execute(select(User.id).where(User.id == user.id).with_for_update())
     active = session.scalar(
         select(func.count()).where(Task.owner_id == user.id, Task.state.in_(ACTIVE_STATES))
     )
-    if (active or 0) >= context.settings.max_active_tasks:
+    if (active or 0) >= settings.max_active_tasks:
         session.rollback()
         attempt.outcome = "too_many_active"
         raise RateLimited(
             f"{active} animations are already queued or running (limit "
-            f"{context.settings.max_active_tasks}); wait for one to finish",
+            f"{settings.max_active_tasks}); wait for one to finish",
             {**headers, "Retry-After": "10"},
         )
+    now = utcnow()
+    try:
+        _check_quotas(session, settings, user, estimate, now)
+    except HTTPException:
+        session.rollback()
+        raise
     task = Task(
         owner_id=user.id,
         spec=spec.model_dump(mode="json"),
         frames_total=spec.frame_count,
         state=TaskState.queued,
         frames_done=0,
-        created_at=utcnow(),
+        created_at=now,
+        estimated_cpu_seconds=estimate.cpu_seconds,
+        estimated_bytes=estimate.output_bytes,
     )
     session.add(task)
+    charge_cpu(session, user.id, utc_day(now), estimate.cpu_seconds)
     session.commit()
     bind(task_id=task.id, workflow_id=workflow_id_for(str(task.id)))
     try:
@@ -113,12 +238,13 @@ def _submit(
         task.state = TaskState.failed
         task.error = f"could not start the render workflow: {error}"[:2000]
         task.finished_at = utcnow()
+        settle_task(session, task)
         session.commit()
         attempt.outcome = "start_failed"
         raise service_unavailable("the render service (Temporal)") from None
     attempt.outcome = "accepted"
     log.info("task %s queued (%d frames)", task.id, task.frames_total)
-    return task, headers
+    return task
 
 
 def video_url(context: AppContext, task: Task) -> str | None:
@@ -201,6 +327,7 @@ def cancel_or_delete(context: AppContext, session: Session, task: Task) -> Remov
             # Its workflow never started or is gone: nothing else will update the row.
             task.state = TaskState.canceled
             task.finished_at = utcnow()
+            settle_task(session, task)
             session.commit()
         return Removal.CANCEL_REQUESTED
     for key in stored_keys(task):

@@ -15,7 +15,8 @@ from temporalio.client import Client, Interceptor
 from api import paths
 from api.errors import RateLimited, service_unavailable
 from api.observability import ApiMetrics
-from api.ratelimit import RateLimiter, Rule
+from api.ratelimit import LoginBackoff, RateLimiter, Rule
+from api.security import PasswordGate
 from api.stills import StillRenderer
 from fractal.db import make_engine, make_session_factory
 from fractal.settings import Settings
@@ -42,6 +43,9 @@ class AppContext:
     limiter: RateLimiter
     submissions: Rule
     auth_attempts: Rule
+    signups: Rule
+    login_backoff: LoginBackoff
+    password_gate: PasswordGate
     # The studio's routes: previews and estimates, map tiles, rendered in this process.
     stills: StillRenderer
     previews: Rule
@@ -79,6 +83,14 @@ class AppContext:
             auth_attempts=Rule(
                 "auth", settings.auth_attempts_per_minute, settings.auth_attempts_per_minute
             ),
+            signups=Rule("signup", settings.signups_per_hour / 60, settings.signups_per_hour),
+            login_backoff=LoginBackoff(
+                client,
+                settings.redis_key_prefix,
+                settings.login_failures_before_backoff,
+                settings.login_backoff_max_seconds,
+            ),
+            password_gate=PasswordGate(settings.password_hash_concurrency),
             stills=StillRenderer(
                 settings.preview_threads, settings.preview_cache_megabytes * 1024 * 1024
             ),

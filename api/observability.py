@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -33,6 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fractal.observability import log_context
@@ -54,11 +56,21 @@ UNMATCHED_ROUTE = "unmatched"
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# Refusals of the admission model (422) and of the quotas (429), by what they protect.
+TOO_COSTLY = "too_costly"  # CPU over the per-animation limit or the whole daily quota
+TOO_MUCH_MEMORY = "too_much_memory"  # chunks a worker renders at once would not fit
+TOO_LARGE_TO_STORE = "too_large_to_store"  # its video alone over the storage quota
+CPU_QUOTA = "cpu_quota"  # the user's CPU-seconds of today are spent
+STORAGE_QUOTA = "storage_quota"  # the user's stored and reserved bytes are at the quota
 SUBMISSION_OUTCOMES = (
     "accepted",
     "rate_limited",
-    "too_large",
+    TOO_COSTLY,
+    TOO_MUCH_MEMORY,
+    TOO_LARGE_TO_STORE,
     "too_many_active",
+    CPU_QUOTA,
+    STORAGE_QUOTA,
     "rate_limiter_unavailable",
     "start_failed",
     "error",
@@ -103,7 +115,8 @@ class ApiMetrics:
             ),
             rate_limit_rejections=Counter(
                 "fractal_api_rate_limit_rejections",
-                "Requests refused with 429 by a rate limit (rule: submit or auth)",
+                "Requests refused with 429 by a rate limit (rule: submit, auth, signup, login, "
+                "preview or tile)",
                 ["rule"],
                 registry=registry,
             ),
@@ -133,9 +146,37 @@ def request_id_of(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def route_of(scope: Scope) -> str:
-    """The route template the router matched; a 405 on a known path still names it."""
-    return getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+# Answers given before the router ran (api/body_guard.py: body too large, too slow, not
+# strict JSON): their route is looked up here, so they count under the route they were for.
+ANSWERED_BEFORE_ROUTING = frozenset({408, 413, 422})
+
+
+def route_of(scope: Scope, status: int | None = None) -> str:
+    """The route template the router matched; a 405 on a known path still names it, and
+    so does a body check's refusal, which no route saw."""
+    route = scope.get("route")
+    if route is None and status in ANSWERED_BEFORE_ROUTING:
+        route = _matching_route(scope)
+    return getattr(route, "path", None) or UNMATCHED_ROUTE
+
+
+def _matching_route(scope: Scope) -> Any:
+    for route in _routes(getattr(scope.get("app"), "router", None)):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+    return None
+
+
+def _routes(router: Any) -> Iterator[Any]:
+    """Every route of ``router``, those of included routers too (FastAPI keeps an included
+    router whole, as one entry whose ``original_router`` holds its routes)."""
+    for route in getattr(router, "routes", ()):
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routes(included)
+        else:
+            yield route
 
 
 class RequestObservability:
@@ -182,7 +223,7 @@ class RequestObservability:
                 elapsed = perf_counter() - started
                 metrics.in_flight.dec()
                 method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
-                route = route_of(scope)
+                route = route_of(scope, status)
                 code = str(status)
                 metrics.requests.labels(method, route, code).inc()
                 metrics.latency.labels(method, route, code).observe(elapsed)

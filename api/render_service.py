@@ -20,13 +20,17 @@ from workflows.contracts import RenderRequest
 from workflows.render import RenderAnimationWorkflow
 
 
+def frames_per_chunk(settings: Settings, spec: AnimationSpec) -> int:
+    """Frames of one render activity, on average (``FRACTAL_CHUNK_SECONDS`` of video)."""
+    return max(1, round(settings.chunk_seconds * spec.fps))
+
+
 def chunk_plan(
     settings: Settings, spec: AnimationSpec, costs: Sequence[float] | None = None
 ) -> list[Chunk]:
     """The chunks a task of ``spec`` is rendered in, cut where their costs balance
     (``costs``: the spec's ``frame_costs`` if already computed)."""
-    frames_per_chunk = max(1, round(settings.chunk_seconds * spec.fps))
-    return plan_render_chunks(spec, frames_per_chunk, costs=costs)
+    return plan_render_chunks(spec, frames_per_chunk(settings, spec), costs=costs)
 
 
 def render_request(context: AppContext, task: Task) -> RenderRequest:

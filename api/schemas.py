@@ -4,16 +4,48 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"
+from api.credentials import (
+    LoginPassword,
+    LoginUsername,
+    NewPassword,
+    NewUsername,
+    check_password_differs,
+)
 
 
 class SignUp(BaseModel):
-    username: str = Field(min_length=3, max_length=64, pattern=USERNAME_PATTERN)
-    password: str = Field(min_length=8, max_length=256)
+    """A new account, under the one credential policy (``api/credentials.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: NewUsername = Field(
+        description="3-64 ASCII letters, digits and _ . @ -, unique whatever the case"
+    )
+    password: NewPassword = Field(description="8-256 characters, not the username")
+
+    @field_validator("password")
+    @classmethod
+    def _password_is_not_the_username(cls, password: str, info: ValidationInfo) -> str:
+        if "username" in info.data:  # absent when the username itself was refused
+            check_password_differs(info.data["username"], password)
+        return password
+
+
+class Login(BaseModel):
+    """The OAuth2 password grant's form (RFC 6749 4.3.2), nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grant_type: Literal["password"] | None = None
+    username: LoginUsername
+    password: LoginPassword
+    scope: str = Field(default="", max_length=256)
+    client_id: str | None = Field(default=None, max_length=256)
+    client_secret: str | None = Field(default=None, max_length=256)
 
 
 class Token(BaseModel):

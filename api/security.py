@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from jose import JWTError, jwt
@@ -37,13 +41,55 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
-    if password_hash is None:
-        password_context.verify(password, _DUMMY_HASH)
-        return False
+    """Whether ``password`` matches; an unknown account (``None``) costs the same time and
+    gives the same answer as a wrong password, whatever the password (passlib refuses
+    passwords over 4096 bytes: that used to escape as a 500 for unknown users only)."""
     try:
-        return password_context.verify(password, password_hash)
+        return password_context.verify(password, password_hash or _DUMMY_HASH) and bool(
+            password_hash
+        )
     except (ValueError, TypeError):
+        # Refused before hashing: spend the time a real verification takes.
+        password_context.verify("not-the-password", _DUMMY_HASH)
         return False
+
+
+class HashingBusy(Exception):
+    """Every password-hashing slot stayed taken for the whole wait."""
+
+
+class PasswordGate:
+    """At most ``concurrency`` argon2 computations at once in this process.
+
+    Each takes 64 MiB and about 0.2 s of CPU: forty logins at once (the thread pool's size)
+    would need 2.5 GiB, more than the API's memory limit. Beyond ``concurrency`` callers
+    wait up to ``wait_seconds``; when ``max_waiting`` already wait, they are refused at once.
+    """
+
+    def __init__(self, concurrency: int, wait_seconds: float = 10.0) -> None:
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self.max_waiting = 8 * concurrency
+        self.wait_seconds = wait_seconds
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._lock:
+            if self._waiting >= self.max_waiting:
+                raise HashingBusy
+            self._waiting += 1
+        try:
+            acquired = self._slots.acquire(timeout=self.wait_seconds)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        if not acquired:
+            raise HashingBusy
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 def check_jwt_secret(settings: Settings) -> None:
@@ -85,6 +131,18 @@ def decode_access_token(token: str, settings: Settings) -> TokenIdentity:
         )
         if claims.get("typ") != "access":
             raise InvalidToken("not an access token")
+        _check_numeric_dates(claims)
         return TokenIdentity(username=str(claims["sub"]), user_id=uuid.UUID(str(claims["uid"])))
     except (JWTError, ValueError, KeyError) as error:
         raise InvalidToken(str(error)) from None
+
+
+def _check_numeric_dates(claims: dict[str, object]) -> None:
+    """``exp`` and ``iat`` must be JSON numbers (RFC 7519 NumericDate). python-jose checks
+    them with ``int(value)``, which also takes the string ``"9999999999"``."""
+    for claim in ("exp", "iat"):
+        value = claims.get(claim)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidToken(f"{claim} is not a number")
+        if not math.isfinite(value):
+            raise InvalidToken(f"{claim} is not a finite number")

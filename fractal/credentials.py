@@ -71,13 +71,19 @@ class SecretsApi:
         _raise_for(answer, f"reading Secret {name}")
         return dict(answer.json().get("data") or {})
 
-    def create(self, name: str, data: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    def create(
+        self,
+        name: str,
+        data: Mapping[str, str],
+        labels: Mapping[str, str],
+        secret_type: str = "Opaque",
+    ) -> bool:
         """False when another writer created it first (409)."""
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": name, "labels": dict(labels)},
-            "type": "Opaque",
+            "type": secret_type,
             "data": dict(data),
         }
         answer = self.client.post(self._path(), json=body)
@@ -111,26 +117,43 @@ def ensure_secret(
     lengths: Mapping[str, int],
     labels: Mapping[str, str],
     make: Callable[[int], str] = generate,
+    *,
+    secret_type: str = "Opaque",
+    values: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Make sure Secret ``name`` has every key of ``lengths``, generating the missing ones;
-    existing keys are kept as they are. Returns what happened to each key (``created``
-    or ``kept``), never a value."""
+    existing keys are kept as they are. ``values``: keys that are not secret (a user name)
+    and are set to the value given, on creation and whenever it changed. ``secret_type``:
+    the type of a Secret it creates (``kubernetes.io/basic-auth`` for Traefik).
+
+    Returns what happened to each key (``created``, ``kept`` or ``set``), never a value."""
+    fixed = {key: _b64(value) for key, value in (values or {}).items()}
     for _ in range(3):  # a concurrent writer makes one of the steps below lose a race
         existing = api.read(name)
         missing = {
-            key: base64.b64encode(make(length).encode()).decode()
+            key: _b64(make(length))
             for key, length in lengths.items()
             if existing is None or key not in existing
         }
+        changed = {
+            key: value
+            for key, value in fixed.items()
+            if existing is None or existing.get(key) != value
+        }
         report = {key: "created" if key in missing else "kept" for key in lengths}
+        report.update({key: "set" if key in changed else "kept" for key in fixed})
         if existing is None:
-            if api.create(name, missing, labels):
+            if api.create(name, {**missing, **changed}, labels, secret_type):
                 return report
             continue
-        if missing:
-            api.add_keys(name, missing)
+        if missing or changed:
+            api.add_keys(name, {**missing, **changed})
         return report
     raise KubernetesError(f"Secret {name} kept changing while it was being completed")
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
 
 
 def parse_keys(specs: list[str]) -> dict[str, int]:
@@ -144,11 +167,16 @@ def parse_keys(specs: list[str]) -> dict[str, int]:
     return lengths
 
 
-def labels_from(pairs: list[str]) -> dict[str, Any]:
-    labels = {}
+def pairs_from(pairs: list[str]) -> dict[str, str]:
+    """``["a=b", "c=d"]`` -> ``{"a": "b", "c": "d"}`` (labels, fixed values)."""
+    result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"{pair!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
+        result[key] = value
+    return result
+
+
+def labels_from(pairs: list[str]) -> dict[str, Any]:
+    return dict(pairs_from(pairs))

@@ -6,16 +6,19 @@ The schema itself is created by the Alembic migrations in ``fractal/migrations``
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -36,6 +39,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def username_key(name: str) -> str:
+    """What makes two usernames the same: NFKC, then Unicode case folding ("Bob", "bob" and
+    full-width "ｂｏｂ" are one name). Unique in ``users.username_key``."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _username_key_of_row(context: Any) -> str:
+    return username_key(context.get_current_parameters()["username"])
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON}  # noqa: RUF012 - SQLAlchemy's convention
 
@@ -45,6 +58,7 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    username_key: Mapped[str] = mapped_column(Text, unique=True, default=_username_key_of_row)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -69,6 +83,12 @@ class Task(Base):
     video_key: Mapped[str | None] = mapped_column(String(255))
     video_size: Mapped[int | None] = mapped_column(BigInteger)
     poster_key: Mapped[str | None] = mapped_column(String(255))
+    # The admission estimate (fractal/admission.py): reserved against the user's quotas
+    # while the task is active.
+    estimated_cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    estimated_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # CPU the render measured (sum over its chunks), once the task is final.
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class TaskChunk(Base):
@@ -85,6 +105,23 @@ class TaskChunk(Base):
     )
     chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    # Thread CPU time of the attempt that rendered the chunk, once it is done.
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CpuUsage(Base):
+    """CPU-seconds of rendering charged to a user per UTC day (``fractal/usage.py``).
+
+    A ledger of its own, so deleting a task does not give its CPU back.
+    """
+
+    __tablename__ = "cpu_usage"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 def make_engine(database_url: str) -> Engine:

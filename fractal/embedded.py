@@ -132,26 +132,41 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def embedded_redis(
-    data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1"
+    data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1", password: str | None = None
 ) -> Iterator[str]:
-    """redis-server on a TCP port with append-only persistence in ``data_dir``."""
+    """redis-server on a TCP port with append-only persistence in ``data_dir``.
+
+    With ``password`` it requires it (``requirepass``, written to a 0600 config file rather
+    than the command line, which every local user can read in ``ps``) and the URL carries it.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
     _refuse_busy_port(host, port, "Redis")
+    config = data_dir / "redis.conf"
+    descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        lines = [
+            f"bind {host}",
+            f"port {port}",
+            f'dir "{data_dir}"',
+            "appendonly yes",
+            'save ""',
+            f"protected-mode {'yes' if password else 'no'}",
+        ]
+        if password:
+            lines.append(f"requirepass {password}")
+        handle.write("\n".join(lines) + "\n")
     log = open(data_dir / "redis.log", "ab")  # noqa: SIM115 - kept open for the server's life
     process = subprocess.Popen(
-        [
-            redis_server_binary(),
-            *("--bind", host, "--port", str(port), "--dir", str(data_dir)),
-            *("--appendonly", "yes", "--save", "", "--protected-mode", "no"),
-        ],
+        [redis_server_binary(), str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C reaches `fractal up`, which stops it last
     )
     try:
         wait_for_port(host, port, timeout=15, process=process)
-        yield f"redis://{host}:{port}/0"
+        auth = f":{password}@" if password else ""
+        yield f"redis://{auth}{host}:{port}/0"
     finally:
         stop_process(process)
         log.close()

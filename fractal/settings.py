@@ -8,12 +8,13 @@ description is the documentation: ``docs/configuration.md`` is generated from it
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me"
@@ -123,6 +124,44 @@ class Settings(BaseSettings):
         description="the API's URL as browsers reach it, base of the local store's signed "
         "links (default `http://<api_host>:<api_port>`)",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description='addresses or networks (JSON list, e.g. `["10.244.0.0/16"]`) of the '
+        "reverse proxies whose `X-Forwarded-For` is believed; the client address (rate "
+        "limits, logs) is the first one from the right that is not a trusted proxy. "
+        "Default: trust no proxy, the client is the TCP peer",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="largest request body; larger answers 413 while it streams in, before "
+        "any route or authentication runs",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=4096,
+        description="largest request line plus headers; larger answers 400 and closes",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a connection must deliver a request's line and headers within this "
+        "many seconds of its first byte (or of connecting); otherwise it is closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="a request body must arrive whole within this many seconds; "
+        "otherwise 408 and the connection is closed",
+    )
+    keep_alive_timeout_seconds: int = Field(
+        default=5, ge=1, description="an idle keep-alive connection is closed after this"
+    )
+    max_connections: int | None = Field(
+        default=1000,
+        ge=1,
+        description="open connections one API process serves at once; beyond it 503",
+    )
 
     # -- limits and quotas ----------------------------------------------------------------
     submissions_per_minute: int = Field(
@@ -132,13 +171,66 @@ class Settings(BaseSettings):
     auth_attempts_per_minute: int = Field(
         default=10, description="per client address, on sign-up, token and sign-in"
     )
+    signups_per_hour: int = Field(
+        default=10, ge=1, description="accounts one client address may create an hour"
+    )
+    login_failures_before_backoff: int = Field(
+        default=5,
+        ge=1,
+        description="failed logins of one account (whatever the address) before each "
+        "further attempt must wait, 1 s doubling up to `login_backoff_max_seconds`",
+    )
+    login_backoff_max_seconds: int = Field(
+        default=900, ge=1, description="longest wait between failed logins of one account"
+    )
+    password_hash_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="argon2 hashes (64 MiB and about 0.2 s each) one API process computes "
+        "at once; more wait, and after 10 s answer 503",
+    )
+    compat_routes: bool = Field(
+        default=True,
+        description="serve the original service's routes (`/sign-up`, `/sign-in`, `/add`, "
+        "`/task/{id}`, `/delete-user`)",
+    )
     max_active_tasks: int = Field(default=3, description="queued + running tasks per user")
     redis_key_prefix: str = Field(
         default="fractal", description="namespace of the rate-limit keys in a shared Redis"
     )
-    max_work_units: int = Field(
-        default=800 * 600 * 3600 * 500,
-        description="most width x height x supersample² x frames x max_iter of one request",
+    max_task_cpu_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="most CPU-seconds one animation may cost by the admission estimate "
+        "(an upper bound, see docs/security.md); more answers 422",
+    )
+    cpu_seconds_per_day: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="CPU-seconds of rendering one user may spend per UTC day (estimates "
+        "reserved at submission, replaced by the measured time when a task ends); over "
+        "it 429 until midnight UTC",
+    )
+    stored_bytes_per_user: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="bytes of videos one user may keep (finished videos plus the estimates "
+        "of queued and running ones); over it 429",
+    )
+    worker_memory_bytes: int = Field(
+        default=1536 * 1024**2,
+        gt=0,
+        description="memory of one worker process (its container limit); an animation "
+        "whose chunks, `worker_activity_slots` at once, could need more is refused (422)",
+    )
+    video_retention_hours: float = Field(
+        default=30 * 24.0,
+        ge=0,
+        description="finished animations (row, video and poster) are deleted this long after they "
+        "finish; 0 keeps them forever",
+    )
+    expiry_interval_seconds: float = Field(
+        default=300.0, gt=0, description="how often each API process deletes expired animations"
     )
     reconcile_interval_seconds: float = Field(
         default=60.0,
@@ -213,7 +305,8 @@ class Settings(BaseSettings):
     worker_activity_slots: int | None = Field(
         default=None,
         description="concurrent activities per worker, each rendering on one core "
-        "(default: one per core)",
+        "(default: one per core); the API's admission assumes a worker renders this many "
+        "chunks at once",
     )
     worker_nice: int = Field(
         default=10,
@@ -280,6 +373,18 @@ class Settings(BaseSettings):
                 "temporal_tls_client_cert_file and temporal_tls_client_key_file go together"
             )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network (e.g. 10.244.0.0/16)"
+                ) from None
+        return proxies
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

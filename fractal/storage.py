@@ -86,7 +86,8 @@ class UrlSigner:
 
 
 class LocalStore:
-    """Objects as files under ``root``.
+    """Objects as files under ``root``, readable by this user only (directories 0700,
+    files 0600: they are other people's videos).
 
     Its signed URLs point at ``download_url/<key>``: whoever serves the files (the API's
     file route) says where that is; a store opened without it (a worker) cannot sign.
@@ -96,17 +97,34 @@ class LocalStore:
         self.root = root
         self.signer = signer
         self.download_url = download_url.rstrip("/") if download_url else None
-        self.root.mkdir(parents=True, exist_ok=True)
+        _private_directory(self.root)
 
     def path_of(self, key: str) -> Path:
         return self.root / _checked_key(key)
 
+    def served_path(self, key: str) -> Path:
+        """The file to serve for ``key``: a regular file reached from the root without a
+        symbolic link anywhere on the way (a link placed in the store must not hand out
+        what it points at); InvalidKey otherwise, FileNotFoundError if there is none."""
+        current = self.root
+        for part in _checked_key(key).split("/"):
+            current = current / part
+            if current.is_symlink():
+                raise InvalidKey(f"{key!r} passes through a symbolic link")
+        if not current.is_file():
+            raise FileNotFoundError(key)
+        return current
+
     def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> int:
         target = self.path_of(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        current = self.root
+        for part in target.relative_to(self.root).parts[:-1]:
+            current = current / part
+            _private_directory(current)
         # Copy then rename: a reader never sees half a file, a rerun overwrites atomically.
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(path, partial)
+        partial.chmod(0o600)
         partial.replace(target)
         return target.stat().st_size
 
@@ -145,6 +163,14 @@ class LocalStore:
     def check(self) -> None:
         if not self.root.is_dir():
             raise OSError(f"store directory {self.root} is missing")
+
+
+def _private_directory(path: Path) -> None:
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
 
 
 class S3Store:

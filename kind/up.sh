@@ -234,7 +234,7 @@ main() {
 
   log "Fractal Animation Server is up"
   info "API              ${API_URL}   (docs: ${API_URL}/docs)"
-  info "Temporal Web UI  http://temporal.localhost:${GATEWAY_PORT}"
+  info "Temporal Web UI  http://temporal.localhost:${GATEWAY_PORT}   (user admin; password: kubectl -n ${NAMESPACE} get secret $(release_fullname)-temporal-ui-auth -o jsonpath='{.data.password}' | base64 -d)"
   info "S3 (presigned)   http://${S3_HOST}:${GATEWAY_PORT}"
   info "Traces (Jaeger)  http://jaeger.localhost:${GATEWAY_PORT}"
   info "Metrics:         kubectl -n ${NAMESPACE} port-forward svc/$(release_fullname)-api 9090  (then http://127.0.0.1:9090/metrics; see docs/operations.md)"

@@ -27,12 +27,11 @@ TEST_SECRET = "test-secret-" + "x" * 32
 def serve_api(settings: Settings, *, tracing: Any = None) -> Iterator[str]:
     """Serve ``create_app(settings)`` on its api_port; yields the base URL."""
     from api.main import create_app
+    from api.server import server_config
 
-    config = uvicorn.Config(
-        create_app(settings, tracing=tracing),
-        host="127.0.0.1",
-        port=settings.api_port,
-        log_level="warning",
+    # The configuration `fractal api` serves with (header limits and timeouts included).
+    config = server_config(
+        create_app(settings, tracing=tracing), settings, host="127.0.0.1", log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -88,6 +87,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "redis_key_prefix": f"test-{data_dir.name}",
         "worker_activity_slots": 2,
         "auth_attempts_per_minute": 10_000,
+        "signups_per_hour": 100_000,
+        "login_failures_before_backoff": 1_000,
         "submissions_per_minute": 10_000,
         "submission_burst": 1_000,
         "max_active_tasks": 5,

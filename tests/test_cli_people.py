@@ -147,7 +147,7 @@ def test_animations_from_the_terminal(
     assert unknown.exit_code == 1 and "no animation of yours" in unknown.output
     assert runner.invoke(app, ["show", "ab"]).exit_code == 2
 
-    # The server's refusals, in its words: the work cap and a field's range.
+    # The server's refusals, in its words: the admission limit and a field's range.
     huge = '{"width": 3840, "height": 2160, "frames": 3600, "max_iter": 10000}'
     too_big = runner.invoke(app, ["submit", "--spec", huge])
-    assert too_big.exit_code == 1 and "animation too large" in too_big.output
+    assert too_big.exit_code == 1 and "animation too costly" in too_big.output

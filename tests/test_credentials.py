@@ -1,252 +1,166 @@
-"""`fractal ensure-credentials`, the chart's credentials Job, against a stand-in for the
-Kubernetes API (no cluster here): a TLS server with its own CA that implements the three
-Secret calls the command makes, checks the bearer token and keeps what it is sent."""
+"""One credential policy (api/credentials.py) for the v1 and the compatibility routes."""
 
 from __future__ import annotations
 
-import base64
-import datetime
-import http.server
-import ipaddress
-import json
-import os
-import ssl
-import subprocess
-import sys
-import threading
+import re
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import httpx
 import pytest
 
-from fractal.credentials import ensure_secret, generate, parse_keys
+from api.credentials import normalized_password, normalized_username
+from fractal.db import username_key
+from tests.stack import make_settings, serve_api
 
-TOKEN = "service-account-token"
-NAMESPACE = "fractal"
-NAME = "fractal-fractal-server-credentials"
-
-
-@dataclass
-class FakeSecrets:
-    """The Secrets of one namespace, and every request made."""
-
-    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    conflict_once: bool = False
-
-
-def handler_for(state: FakeSecrets) -> type[http.server.BaseHTTPRequestHandler]:
-    prefix = f"/api/v1/namespaces/{NAMESPACE}/secrets"
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def authorized(self) -> bool:
-            state.requests.append((self.command, self.path))
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                self.answer(401, {"message": "Unauthorized"})
-                return False
-            return True
-
-        def body(self) -> dict[str, Any]:
-            return json.loads(self.rfile.read(int(self.headers["Content-Length"])))  # type: ignore[no-any-return]
-
-        def do_GET(self) -> None:
-            if not self.authorized():
-                return
-            name = self.path.removeprefix(prefix + "/")
-            if name in state.secrets:
-                self.answer(200, state.secrets[name])
-            else:
-                self.answer(404, {"message": f'secrets "{name}" not found'})
-
-        def do_POST(self) -> None:
-            if not self.authorized():
-                return
-            secret = self.body()
-            name = secret["metadata"]["name"]
-            if state.conflict_once:  # another writer won the race
-                state.conflict_once = False
-                state.secrets[name] = {**secret, "data": {"jwt-secret": "d29u"}}
-                self.answer(409, {"message": "already exists"})
-            elif name in state.secrets:
-                self.answer(409, {"message": "already exists"})
-            else:
-                state.secrets[name] = secret
-                self.answer(201, secret)
-
-        def do_PATCH(self) -> None:
-            if not self.authorized():
-                return
-            assert self.headers["Content-Type"] == "application/merge-patch+json"
-            name = self.path.removeprefix(prefix + "/")
-            state.secrets[name]["data"].update(self.body()["data"])
-            self.answer(200, state.secrets[name])
-
-    return Handler
+# What the compatibility /sign-up used to accept (and v1 then logged in).
+REFUSED_USERNAMES = {
+    " ": "space",
+    "alice ": "begin or end with a space",
+    " alice": "begin or end with a space",
+    "b\u043eb": "U+043E CYRILLIC SMALL LETTER O",  # bоb with a Cyrillic o
+    "\u202eevil": "formatting character",  # right-to-left override
+    "ev\u200bil": "formatting character",  # zero-width space
+    "al\u200dice": "formatting character",  # zero-width joiner
+    "ali\x07ce": "control character",
+    "a\tb": "control character",
+    "al ice": "contains a space",
+    "ab": "3 to 64",
+    "x" * 65: "3 to 64",
+    "\u0430\u0435\u043e": "CYRILLIC",  # аео, all Cyrillic look-alikes of Latin letters
+    "\u0391\u0392\u0395": "GREEK",  # ΑΒΕ
+    "user\U0001f600": "GRINNING FACE",
+}
+REFUSED_PASSWORDS = {
+    "a": "8 to 256",
+    "short": "8 to 256",
+    " " * 12: "only spaces",
+    "pass\x00word-1": "control character",
+    "x" * 257: "8 to 256",
+}
 
 
-@dataclass
-class FakeCluster:
-    state: FakeSecrets
-    host: str
-    port: int
-    account: Path
+@pytest.mark.parametrize(("username", "why"), REFUSED_USERNAMES.items())
+def test_the_policy_refuses_usernames_and_says_why(username: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        normalized_username(username)
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+def test_usernames_are_nfkc_and_keys_ignore_case() -> None:
+    assert normalized_username("\uff42\uff4f\uff42") == "bob"  # full-width ｂｏｂ
+    assert normalized_username("Ada.Lovelace@example-1_x") == "Ada.Lovelace@example-1_x"
+    assert username_key("Alice") == username_key("ALICE") == "alice"
+    assert username_key("\uff21lice") == "alice"  # full-width Ａ
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
+
+@pytest.mark.parametrize(("password", "why"), REFUSED_PASSWORDS.items())
+def test_the_policy_refuses_passwords(password: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        normalized_password(password)
+
+
+def test_passwords_are_nfkc() -> None:
+    assert normalized_password("pa\uff53\uff53word") == "password"
+    assert normalized_password("correct horse battery") == "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def api(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_url: str,
+    redis_url: str,
+    temporal_address: str,
+) -> Iterator[str]:
+    settings = make_settings(
+        tmp_path_factory.mktemp("credentials"),
+        database_url=postgres_url,
+        redis_url=redis_url,
+        temporal_address=temporal_address,
+    )
+    with serve_api(settings) as base_url:
+        yield base_url
+
+
+SIGN_UPS = ["/v1/auth/signup", "/sign-up"]
+
+
+@pytest.mark.parametrize("route", SIGN_UPS)
+def test_both_sign_ups_refuse_what_the_policy_refuses(api: str, route: str) -> None:
+    with httpx.Client(base_url=api) as client:
+        for username, why in REFUSED_USERNAMES.items():
+            response = client.post(route, json={"username": username, "password": "pass-word-1"})
+            assert response.status_code == 422, (route, username, response.text)
+            detail = response.json()["detail"][0]
+            assert detail["loc"] == ["body", "username"] and why in detail["msg"], detail
+        for password, why in {**REFUSED_PASSWORDS, "same-as-name": "the username"}.items():
+            response = client.post(route, json={"username": "same-as-name", "password": password})
+            assert response.status_code == 422, (route, password, response.text)
+            detail = response.json()["detail"][0]
+            assert detail["loc"] == ["body", "password"] and why in detail["msg"], detail
+
+
+@pytest.mark.parametrize("route", SIGN_UPS)
+def test_names_are_unique_whatever_the_case_or_width(api: str, route: str) -> None:
+    name = f"Case{uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=api) as client:
+        first = client.post(route, json={"username": name, "password": "pass-word-1"})
+        assert first.status_code == 201
+        for other in (name.lower(), name.upper(), name.translate(_FULL_WIDTH)):
+            for any_route in SIGN_UPS:
+                again = client.post(any_route, json={"username": other, "password": "pass-word-2"})
+                assert again.status_code == 409, (any_route, other, again.text)
+        # One account: any spelling logs into it.
+        for spelling in (name, name.lower(), name.translate(_FULL_WIDTH)):
+            login = client.post(
+                "/v1/auth/token", data={"username": spelling, "password": "pass-word-1"}
+            )
+            assert login.status_code == 200, (spelling, login.text)
+            token = login.json()["access_token"]
+            me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.json()["username"] == name
+            assert (
+                client.post(
+                    "/sign-in", json={"username": spelling, "password": "pass-word-1"}
+                ).status_code
+                == 201
+            )
+
+
+_FULL_WIDTH = {code: code + 0xFEE0 for code in range(0x21, 0x7F)}
+
+
+def test_passwords_log_in_by_their_nfkc_form(api: str) -> None:
+    with httpx.Client(base_url=api) as client:
+        name = f"nfkc-{uuid.uuid4().hex[:6]}"
+        created = client.post(
+            "/v1/auth/signup", json={"username": name, "password": "pa\uff53\uff53word-1"}
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        assert created.status_code == 201
+        for typed in ("password-1", "pa\uff53\uff53word-1"):
+            login = client.post("/v1/auth/token", data={"username": name, "password": typed})
+            assert login.status_code == 200, typed
+
+
+def test_compatibility_routes_can_be_switched_off(
+    tmp_path: Path, postgres_url: str, redis_url: str, temporal_address: str
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        database_url=postgres_url,
+        redis_url=redis_url,
+        temporal_address=temporal_address,
+        compat_routes=False,
     )
-    cert_path, key_path = directory / "server.crt", directory / "server.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[FakeCluster]:
-    cert, key = self_signed(tmp_path)
-    account = tmp_path / "serviceaccount"
-    account.mkdir()
-    (account / "token").write_text(TOKEN + "\n")
-    (account / "namespace").write_text(NAMESPACE)
-    (account / "ca.crt").write_bytes(cert.read_bytes())
-    state = FakeSecrets()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield FakeCluster(state, "127.0.0.1", server.server_address[1], account)
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def run_command(cluster: FakeCluster, *keys: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "KUBERNETES_SERVICE_HOST": cluster.host,
-        "KUBERNETES_SERVICE_PORT": str(cluster.port),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "fractal.cli",
-        "ensure-credentials",
-        NAME,
-        *keys,
-        "--label=app.kubernetes.io/component=credentials",
-        f"--service-account={cluster.account}",
-    ]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-
-
-def data_of(cluster: FakeCluster) -> dict[str, str]:
-    return {
-        key: base64.b64decode(value).decode()
-        for key, value in cluster.state.secrets[NAME]["data"].items()
-    }
-
-
-def test_creates_the_secret_then_never_changes_a_key(cluster: FakeCluster) -> None:
-    first = run_command(cluster, "jwt-secret:48", "postgresql-password:32")
-    assert first.returncode == 0, first.stderr
-    assert f"{NAME}/jwt-secret: created" in first.stdout
-    created = data_of(cluster)
-    assert len(created["jwt-secret"]) == 48 and created["jwt-secret"].isalnum()
-    assert len(created["postgresql-password"]) == 32
-    assert cluster.state.secrets[NAME]["metadata"]["labels"] == {
-        "app.kubernetes.io/component": "credentials"
-    }
-    # Every later run (each upgrade): the same values; a newly needed key is added.
-    again = run_command(cluster, "jwt-secret:48", "postgresql-password:32", "redis-password:32")
-    assert again.returncode == 0, again.stderr
-    assert f"{NAME}/jwt-secret: kept" in again.stdout
-    assert f"{NAME}/redis-password: created" in again.stdout
-    completed = data_of(cluster)
-    assert {k: completed[k] for k in created} == created
-    assert len(completed["redis-password"]) == 32
-    # No value is ever printed.
-    for value in completed.values():
-        assert value not in again.stdout + again.stderr + first.stdout + first.stderr
-    methods = [method for method, _ in cluster.state.requests]
-    assert methods == ["GET", "POST", "GET", "PATCH"]
-
-
-def test_a_concurrent_creator_wins_and_its_values_are_kept(cluster: FakeCluster) -> None:
-    cluster.state.conflict_once = True
-    result = run_command(cluster, "jwt-secret:48", "s3-secret-key:40")
-    assert result.returncode == 0, result.stderr
-    data = data_of(cluster)
-    assert data["jwt-secret"] == "won"  # the other writer's value
-    assert len(data["s3-secret-key"]) == 40
-
-
-def test_refuses_a_server_it_cannot_verify_and_a_bad_token(cluster: FakeCluster) -> None:
-    (cluster.account / "ca.crt").write_text("")  # not the server's CA
-    result = run_command(cluster, "jwt-secret:48")
-    assert result.returncode == 1 and NAME not in cluster.state.secrets
-    assert "error:" in result.stderr
-
-
-def test_rejects_bad_arguments_and_runs_only_in_a_pod(cluster: FakeCluster) -> None:
-    for bad in ("jwt-secret", "jwt-secret:8", ":32", "jwt-secret:abc"):
-        result = run_command(cluster, bad)
-        assert result.returncode == 2 and "KEY:LENGTH" in result.stderr, bad
-    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
-    outside = subprocess.run(
-        [sys.executable, "-m", "fractal.cli", "ensure-credentials", NAME, "jwt-secret:48"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert outside.returncode == 1 and "not in a Kubernetes pod" in outside.stderr
-
-
-def test_generated_values_are_alphanumeric_and_differ() -> None:
-    values = {generate(32) for _ in range(50)}
-    assert len(values) == 50 and all(v.isalnum() and len(v) == 32 for v in values)
-    assert parse_keys(["a:16", "b:256"]) == {"a": 16, "b": 256}
-    assert callable(ensure_secret)
+    with serve_api(settings) as base_url, httpx.Client(base_url=base_url) as client:
+        credentials = {"username": "compat-off", "password": "pass-word-1"}
+        for method, path in (
+            ("POST", "/sign-up"),
+            ("POST", "/sign-in"),
+            ("POST", "/add"),
+            ("GET", f"/task/{uuid.uuid4()}"),
+            ("DELETE", "/delete-user"),
+        ):
+            assert client.request(method, path, json=credentials).status_code in (404, 405), path
+        assert client.post("/v1/auth/signup", json=credentials).status_code == 201
+        assert "/sign-up" not in client.get("/openapi.json").json()["paths"]

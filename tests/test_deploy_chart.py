@@ -21,9 +21,12 @@ from tests.deploy_support import (  # noqa: E402
     CHART_DIR,
     CUSTOM_KINDS,
     EXTERNAL_SECRET,
+    EXTERNAL_SERVICES,
     KUBE_VERSIONS,
+    NAMESPACE,
     Rendered,
     load_kind_values,
+    merge,
     render,
     scenarios,
 )
@@ -103,9 +106,45 @@ def test_values_schema_rejects_mistakes() -> None:
             chart.validate_schema(bad)
 
 
+# Traefik's own resources, which kubernetes-validate has no schema for: the fields the
+# chart uses, as Traefik v3's CRD (traefik.io/v1alpha1 Middleware) defines them.
+TRAEFIK_MIDDLEWARE = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "traefik.io/v1alpha1"},
+        "kind": {"const": "Middleware"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "basicAuth": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["secret"],
+                    "properties": {
+                        "secret": {"type": "string", "minLength": 1},
+                        "realm": {"type": "string"},
+                        "removeHeader": {"type": "boolean"},
+                        "headerField": {"type": "string"},
+                    },
+                }
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
+
 def test_every_manifest_is_valid_kubernetes(chart: Rendered) -> None:
+    import jsonschema
+
     assert chart.documents
     for document in chart.documents:
+        if document["apiVersion"].startswith("traefik.io/"):
+            jsonschema.validate(document, TRAEFIK_MIDDLEWARE)
+            continue
         if (document["apiVersion"], document["kind"]) in CUSTOM_KINDS:
             continue
         for version in KUBE_VERSIONS:
@@ -533,17 +572,21 @@ def test_every_fractal_env_var_is_a_settings_field(chart: Rendered) -> None:
     assert app_fields <= seen
 
 
-def test_settings_values_are_valid_for_settings(chart: Rendered) -> None:
-    """The literal FRACTAL_* values the chart sets parse as Settings (types, ranges)."""
+def test_settings_values_are_valid_for_settings(
+    chart: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The literal FRACTAL_* values the chart sets parse as Settings (types, ranges), read
+    from the environment as the service reads them (lists as JSON)."""
     env = app_env(chart)
-    literal = {
-        name[len("FRACTAL_") :].lower(): entry["value"]
-        for name, entry in env.items()
-        if name.startswith("FRACTAL_") and "value" in entry and "$(" not in entry["value"]
-    }
-    settings = Settings.model_validate({**literal, "_env_file": None})
+    for name, entry in env.items():
+        if name.startswith("FRACTAL_") and "value" in entry and "$(" not in entry["value"]:
+            monkeypatch.setenv(name, entry["value"])
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.storage == "s3"
     assert settings.api_host == "0.0.0.0"
+    assert settings.trusted_proxies == ["10.244.0.0/16"]
+    assert settings.worker_memory_bytes == 2 * 1024**3
+    assert settings.worker_activity_slots == 2
 
 
 # --- gateway ----------------------------------------------------------------------------
@@ -586,3 +629,116 @@ def test_upgrade_renders_the_same_resources() -> None:
     assert sorted(d["metadata"]["name"] for d in upgrade.documents) == sorted(
         d["metadata"]["name"] for d in install.documents
     )
+
+
+# --- the Temporal Web UI and what the API is told (issue 8) ------------------------------
+
+
+def test_the_temporal_ui_is_not_routed_by_default() -> None:
+    chart = rendered("defaults")
+    hosts = {ingress["spec"]["rules"][0]["host"] for ingress in chart.of_kind("Ingress")}
+    assert "temporal.localhost" not in hosts
+    assert not chart.of_kind("Middleware")
+    assert "Temporal Web UI is not routed" in chart.notes
+    assert "port-forward svc/fractal-fractal-server-temporal 8233:8233" in chart.notes
+
+
+def credentials_containers(chart: Rendered) -> dict[str, dict[str, Any]]:
+    """The credentials Job's containers by name; none without the Job."""
+    return {
+        container["name"]: container
+        for job in chart.of_kind("Job")
+        if job["metadata"]["labels"].get("app.kubernetes.io/component") == "credentials"
+        for container in job["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def test_a_routed_temporal_ui_is_behind_basic_authentication() -> None:
+    chart = rendered("kind")
+    ingress = chart.named("Ingress", "-temporal-ui")
+    reference = ingress["metadata"]["annotations"][
+        "traefik.ingress.kubernetes.io/router.middlewares"
+    ]
+    middleware = chart.named("Middleware", "-temporal-ui-auth")
+    assert reference == f"{NAMESPACE}-{middleware['metadata']['name']}@kubernetescrd"
+    secret_name = middleware["spec"]["basicAuth"]["secret"]
+    assert secret_name == "fractal-fractal-server-temporal-ui-auth"
+    # Its password is generated once in the cluster by the credentials Job (before any pod,
+    # kept on upgrades), never at render time: no render holds it, every render is the same.
+    assert not chart.of_kind("Secret")
+    container = credentials_containers(chart)["temporal-ui-auth"]
+    assert container["args"][:3] == ["ensure-credentials", secret_name, "password:24"]
+    assert "--type=kubernetes.io/basic-auth" in container["args"]
+    assert "--value=username=admin" in container["args"]
+    (rule, _) = chart.component("Role", "credentials")["rules"]
+    assert secret_name in rule["resourceNames"] and rule["verbs"] == ["get", "patch"]
+    assert render(SCENARIOS["kind"]).templates == chart.templates
+    assert f"get secret {secret_name}" in chart.notes
+
+
+def test_temporal_ui_authentication_options() -> None:
+    given = render(
+        merge(
+            load_kind_values(),
+            {"ingress": {"temporalUi": {"basicAuth": {"existingSecret": "ui-users"}}}},
+        )
+    )
+    assert not [s for s in given.of_kind("Secret") if "temporal-ui" in s["metadata"]["name"]]
+    assert "temporal-ui-auth" not in credentials_containers(given)
+    assert (
+        given.named("Middleware", "-temporal-ui-auth")["spec"]["basicAuth"]["secret"] == "ui-users"
+    )
+    password = render(
+        merge(
+            load_kind_values(),
+            {"ingress": {"temporalUi": {"basicAuth": {"username": "ops", "password": "p4ss"}}}},
+        )
+    )
+    secret = password.named("Secret", "-temporal-ui-given-auth")
+    assert secret["type"] == "kubernetes.io/basic-auth"
+    assert base64.b64decode(secret["data"]["username"]).decode() == "ops"
+    assert base64.b64decode(secret["data"]["password"]).decode() == "p4ss"
+    middleware = password.named("Middleware", "-temporal-ui-auth")
+    assert middleware["spec"]["basicAuth"]["secret"] == secret["metadata"]["name"]
+    assert "temporal-ui-auth" not in credentials_containers(password)
+    open_ui = render(
+        merge(load_kind_values(), {"ingress": {"temporalUi": {"basicAuth": {"enabled": False}}}})
+    )
+    assert not open_ui.of_kind("Middleware")
+    assert "temporal-ui-auth" not in credentials_containers(open_ui)
+    assert "annotations" not in open_ui.named("Ingress", "-temporal-ui")["metadata"]
+    assert "WITHOUT authentication" in open_ui.notes
+    no_temporal = render(merge(load_kind_values(), EXTERNAL_SERVICES))
+    assert not no_temporal.of_kind("Middleware")
+    assert "temporal-ui-auth" not in credentials_containers(no_temporal)
+
+
+@pytest.mark.parametrize(
+    ("memory", "cpu", "memory_bytes", "slots"),
+    [("2Gi", "2", 2 * 1024**3, 2), ("3072Mi", "1500m", 3 * 1024**3, 2), ("4G", 4, 4 * 10**9, 4)],
+)
+def test_the_api_is_told_the_workers_memory_and_slots(
+    memory: str, cpu: Any, memory_bytes: int, slots: int
+) -> None:
+    chart = render({"worker": {"resources": {"limits": {"memory": memory, "cpu": cpu}}}})
+    env = app_env(chart)
+    assert int(env["FRACTAL_WORKER_MEMORY_BYTES"]["value"]) == memory_bytes
+    assert int(env["FRACTAL_WORKER_ACTIVITY_SLOTS"]["value"]) == slots
+    # The worker's own slot count comes from the same limit (downward API, rounded up).
+    worker = app_env(chart, "-worker")["FRACTAL_WORKER_ACTIVITY_SLOTS"]["valueFrom"]
+    assert worker["resourceFieldRef"]["resource"] == "limits.cpu"
+
+
+def test_trusted_proxies_reach_the_api_and_app_settings_win() -> None:
+    assert app_env(rendered("defaults"))["FRACTAL_TRUSTED_PROXIES"]["value"] == '["10.244.0.0/16"]'
+    none = render({"api": {"trustedProxies": []}})
+    assert app_env(none)["FRACTAL_TRUSTED_PROXIES"]["value"] == "[]"
+    overridden = render({"app": {"settings": {"worker_memory_bytes": 123456789}}})
+    names = [
+        entry["name"]
+        for entry in overridden.named("Deployment", "-api")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    ]
+    assert names.count("FRACTAL_WORKER_MEMORY_BYTES") == 1
+    assert app_env(overridden)["FRACTAL_WORKER_MEMORY_BYTES"]["value"] == "123456789"

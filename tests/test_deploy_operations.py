@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from api.server import GRACEFUL_SHUTDOWN_SECONDS
 from fractal.settings import Settings
 from tests.deploy_support import (
     CHART_DIR,
@@ -184,16 +185,24 @@ def test_every_pod_of_every_render_turns_service_links_off(chart: Rendered) -> N
 # --- 4. client addresses behind Traefik ---------------------------------------------------
 
 
-def test_the_api_trusts_the_gateway_for_forwarded_client_addresses() -> None:
+def test_the_api_trusts_the_gateway_for_forwarded_client_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from api.server import server_config
 
     chart = rendered("kind")
     api = pod_of(chart, "Deployment", "api")["containers"][0]
-    trusted = env_of(api)["FORWARDED_ALLOW_IPS"]["value"]
-    assert trusted == CLUSTER["networking"]["podSubnet"] == "10.244.0.0/16"
-    assert "FORWARDED_ALLOW_IPS" not in env_of(
-        pod_of(rendered("defaults"), "Deployment", "api")["containers"][0]
-    )
+    # The API's own setting (api/main.py applies it); uvicorn's proxy handling stays off.
+    monkeypatch.setenv("FRACTAL_TRUSTED_PROXIES", env_of(api)["FRACTAL_TRUSTED_PROXIES"]["value"])
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    trusted = settings.trusted_proxies
+    assert trusted == [CLUSTER["networking"]["podSubnet"]] == ["10.244.0.0/16"]
+    assert server_config(None, settings).proxy_headers is False
+    for name in ("defaults", "kind"):
+        env = env_of(pod_of(rendered(name), "Deployment", "api")["containers"][0])
+        assert "FORWARDED_ALLOW_IPS" not in env, name
 
     seen: dict[str, Any] = {}
 
@@ -426,10 +435,8 @@ def test_the_api_pauses_before_shutting_down() -> None:
         (api,) = pod["containers"]
         command = api["lifecycle"]["preStop"]["exec"]["command"]
         assert command[0] == "sleep" and int(command[1]) > 0
-        # The pause, then uvicorn's graceful shutdown (fractal/cli/service.py) fit the grace.
-        service = (ROOT / "fractal" / "cli" / "service.py").read_text()
-        graceful = int(re.search(r"timeout_graceful_shutdown=(\d+)", service)[1])  # type: ignore[index]
-        assert pod["terminationGracePeriodSeconds"] > int(command[1]) + graceful
+        # The pause, then uvicorn's graceful shutdown (api/server.py) fit the grace.
+        assert pod["terminationGracePeriodSeconds"] > int(command[1]) + GRACEFUL_SHUTDOWN_SECONDS
 
 
 # --- 12. Temporal over TLS, with an API key -------------------------------------------------

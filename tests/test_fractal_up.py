@@ -106,6 +106,7 @@ def test_up_keeps_state_across_restarts(tmp_path: Path) -> None:
     finally:
         _stop(process, signal.SIGINT, ports)
     assert (data_dir / "jwt-secret").stat().st_mode & 0o777 == 0o600
+    _assert_private(data_dir)
 
     process = _start(data_dir, ports)
     try:
@@ -119,3 +120,20 @@ def test_up_keeps_state_across_restarts(tmp_path: Path) -> None:
             assert httpx.get(video.headers["Location"]).content[4:8] == b"ftyp"
     finally:
         _stop(process, signal.SIGTERM, ports)
+
+
+def _assert_private(data_dir: Path) -> None:
+    """Nobody else may list or read the data directory; what is in it is the owner's."""
+    mode = data_dir.stat().st_mode & 0o777
+    # 0711 as root only: pgserver's Postgres user must be able to pass through.
+    assert mode == (0o711 if os.geteuid() == 0 else 0o700), oct(mode)
+    files = [
+        data_dir / "redis-password",
+        data_dir / "temporal" / "temporal.db",
+        *(data_dir / "objects" / "videos").glob("*.mp4"),
+    ]
+    assert len(files) > 2
+    for path in files:
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
+    for directory in (data_dir / "objects", data_dir / "objects" / "videos", data_dir / "redis"):
+        assert directory.stat().st_mode & 0o077 == 0, directory

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("fractal", "activities", "workflows", "api", "bench", "tests")
 
-BASE = {"fractal.spec", "fractal.chunks", "fractal.states"}
+BASE = {"fractal.spec", "fractal.chunks", "fractal.states", "fractal.admission"}
 INFRASTRUCTURE = {
     "fractal.settings",
     "fractal.db",
@@ -34,6 +34,7 @@ INFRASTRUCTURE = {
     "fractal.migrations",
     "fractal.observability",
     "fractal.credentials",
+    "fractal.usage",
 }
 # Which layers each layer may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
@@ -135,7 +136,13 @@ def test_the_checker_catches_upward_imports_even_inside_functions() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["workflows.render", "workflows.contracts", "fractal.spec", "fractal.chunks"],
+    [
+        "workflows.render",
+        "workflows.contracts",
+        "fractal.spec",
+        "fractal.chunks",
+        "fractal.admission",
+    ],
 )
 def test_what_the_workflow_sandbox_loads_stays_light(module: str) -> None:
     """The workflow module the worker registers (and what it imports) pulls in nothing

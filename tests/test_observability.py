@@ -86,9 +86,45 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(
     assert value(after, "process_resident_memory_bytes") > 0
 
 
+def test_the_body_checks_answers_are_counted_under_their_route_with_a_request_id(
+    client: httpx.Client, local_stack: Stack
+) -> None:
+    """The body guard answers before any route runs; the observability middleware, outside
+    it, still counts those answers under the route they were for and echoes the id."""
+    json_type = {"Content-Type": "application/json"}
+    before = client.get("/metrics").text
+    too_large = client.post(
+        "/v1/animations",
+        content=b'"' + b"x" * local_stack.settings.max_body_bytes + b'"',
+        headers={**json_type, "X-Request-ID": "guard-413"},
+    )
+    assert too_large.status_code == 413
+    not_json = client.post(
+        "/v1/auth/signup",
+        content=b'{"username": NaN, "password": "pass-word-1"}',
+        headers={**json_type, "X-Request-ID": "guard-422"},
+    )
+    assert not_json.status_code == 422
+    for answer, request_id in ((too_large, "guard-413"), (not_json, "guard-422")):
+        assert answer.headers["X-Request-ID"] == request_id
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Cache-Control"] == "no-store"
+    after = client.get("/metrics").text
+    for route, status in (("/v1/animations", "413"), ("/v1/auth/signup", "422")):
+        labels = {"method": "POST", "route": route, "status": status}
+        counted = value(after, "fractal_api_requests_total", **labels)
+        assert counted == value(before, "fractal_api_requests_total", **labels) + 1, route
+
+
 def test_submissions_by_outcome_and_rate_limit_rejections(local_stack: Stack) -> None:
+    from api.animation_service import cost_estimate
     from fractal.embedded import free_port
+    from fractal.spec import AnimationSpec
     from tests.stack import make_settings, serve_api
+
+    # A limit per animation that SMALL passes and ten times its frames does not.
+    small_cost = cost_estimate(local_stack.settings, AnimationSpec.model_validate(SMALL))
+    too_costly = {**SMALL, "frames": 10 * SMALL["frames"]}
 
     # A stack of its own with a tiny submission bucket, on the same servers.
     settings = make_settings(
@@ -101,20 +137,22 @@ def test_submissions_by_outcome_and_rate_limit_rejections(local_stack: Stack) ->
         temporal_task_queue=local_stack.settings.temporal_task_queue,
         submissions_per_minute=1,
         submission_burst=2,
-        max_work_units=64 * 48 * 24 * 100,
+        max_task_cpu_seconds=2 * small_cost.cpu_seconds,
     )
     settings.data_dir.mkdir(parents=True)
     with serve_api(settings) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
         headers = sign_up_and_log_in(client, f"outcomes-{uuid.uuid4().hex[:8]}")
-        too_large = {**SMALL, "max_iter": 101}
-        assert client.post("/v1/animations", json=too_large, headers=headers).status_code == 422
+        refused = client.post("/v1/animations", json=too_costly, headers=headers)
+        assert refused.status_code == 422 and "too costly" in refused.json()["detail"]
         accepted = client.post("/v1/animations", json=SMALL, headers=headers)
         assert accepted.status_code == 202
         assert client.post("/v1/animations", json=SMALL, headers=headers).status_code == 429
         text = client.get("/metrics").text
         # Rendered by the shared worker: let it finish before the next test counts frames.
         wait_for_state(client, headers, accepted.json()["id"], {"succeeded"})
-    assert value(text, "fractal_api_submissions_total", outcome="too_large") == 1
+    assert value(text, "fractal_api_submissions_total", outcome="too_costly") == 1
+    for outcome in ("too_much_memory", "too_large_to_store", "cpu_quota", "storage_quota"):
+        assert value(text, "fractal_api_submissions_total", outcome=outcome) == 0
     assert value(text, "fractal_api_submissions_total", outcome="accepted") == 1
     assert value(text, "fractal_api_submissions_total", outcome="rate_limited") == 1
     assert value(text, "fractal_api_submissions_total", outcome="start_failed") == 0

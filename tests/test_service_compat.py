@@ -11,7 +11,7 @@ from tests.stack import Stack
 
 def test_compat_flow(local_stack: Stack) -> None:
     with local_stack.client() as client:
-        credentials = {"username": "legacy", "password": "pw"}
+        credentials = {"username": "legacy", "password": "legacy-pass"}
         created = client.post("/sign-up", json=credentials)
         assert created.status_code == 201
         assert created.json()["username"] == "legacy" and created.json()["password"] == ""

@@ -109,7 +109,7 @@ def test_work_cap(local_stack: Stack) -> None:
         headers = sign_up_and_log_in(client, "greedy")
         user_id = client.get("/v1/users/me", headers=headers).json()["id"]
         response = client.post("/v1/animations", json=huge, headers=headers)
-        assert response.status_code == 422 and "too large" in response.text
+        assert response.status_code == 422 and "too costly" in response.text
         assert _tasks_of(local_stack.settings.database_url or "", user_id) == 0
 
 

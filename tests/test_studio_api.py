@@ -211,13 +211,19 @@ def test_the_spec_schema_lists_every_field(local_stack: Stack) -> None:
 
 
 def test_the_estimate_is_what_the_server_would_do(local_stack: Stack) -> None:
+    from api.animation_service import cost_estimate
+    from fractal.spec import AnimationSpec
+
     spec = {"width": 320, "height": 240, "fps": 24, "duration": 2, "max_iter": 300}
     with local_stack.client() as client:
         answer = client.post("/v1/animations/estimate", json=spec)
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert (body["frames"], body["pixels"]) == (48, 320 * 240)
-        assert body["work_units"] == 320 * 240 * 48 * 300
+        expected = cost_estimate(local_stack.settings, AnimationSpec.model_validate(spec))
+        assert body["cpu_seconds"] == round(expected.cpu_seconds, 1) > 0
+        assert body["output_bytes"] == expected.output_bytes > 0
+        assert body["worker_memory_bytes"] < body["max_worker_memory_bytes"]
         assert body["accepted"] is True and body["refusal"] is None
         assert body["chunks"][0]["first_frame"] == 0 and body["chunks"][-1]["stop_frame"] == 48
         assert len(body["chunks"]) == 2  # one second of video each

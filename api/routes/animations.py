@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select, tuple_
 
@@ -22,6 +22,7 @@ from api.animation_service import (
     video_url,
 )
 from api.deps import ContextDep, CurrentUser, SessionDep
+from api.response_headers import response_headers
 from api.schemas import Problem, TaskOut, TaskPage
 from fractal.db import Task
 from fractal.spec import AnimationSpec
@@ -35,7 +36,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem}}
     "",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        429: {"model": Problem, "description": "submission rate or active-task cap"},
+        422: {"description": "invalid spec, or its estimated cost passes a limit"},
+        429: {"model": Problem, "description": "submission rate, active-task cap or a quota"},
         503: {"model": Problem, "description": "Redis or Temporal unavailable"},
     },
 )
@@ -44,11 +46,14 @@ def create_animation(
     user: CurrentUser,
     session: SessionDep,
     context: ContextDep,
+    request: Request,
     response: Response,
 ) -> TaskOut:
-    """Queue a render. Every spec field is optional; ``{}`` renders the original animation."""
-    task, headers = submit(context, session, user, spec)
-    response.headers.update(headers)
+    """Queue a render. Every spec field is optional; ``{}`` renders the original animation.
+
+    Refused with 422 when its estimated cost passes a limit (CPU, a worker's memory,
+    storage), with 429 when the user's daily CPU or storage quota is used up."""
+    task = submit(context, session, user, spec, response_headers(request))
     response.headers["Location"] = f"{paths.ANIMATIONS}/{task.id}"
     return describe(context, session, task)
 

@@ -10,11 +10,14 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.animation_service import delete_account, owned_task, submit, video_url
+from api.credentials import LoginPassword, LoginUsername
 from api.deps import ContextDep, CurrentUser, SessionDep
-from api.routes.auth import authenticate, create_user, limit_auth
+from api.response_headers import response_headers
+from api.routes.auth import authenticate, create_user, limit_auth, limit_signup
+from api.schemas import SignUp
 from api.security import create_access_token
 from fractal.db import Task
 from fractal.spec import MAX_C_MODULUS, AnimationSpec, format_validation_error
@@ -32,8 +35,12 @@ COMPAT_STATES = {
 
 
 class Credentials(BaseModel):
-    username: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
-    password: str = Field(min_length=1, max_length=256)
+    """A sign-in: names an existing account (made under any earlier policy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: LoginUsername
+    password: LoginPassword
 
 
 class CompatUser(BaseModel):
@@ -51,6 +58,8 @@ Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_C_MODULUS, le=M
 
 
 class CompatTaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     z_re: Coordinate
     z_im: Coordinate
 
@@ -75,28 +84,19 @@ def _compat_task(task: Task, url: str = "") -> CompatTask:
 
 
 @router.post("/sign-up", status_code=status.HTTP_201_CREATED)
-def sign_up(
-    body: Credentials,
-    session: SessionDep,
-    context: ContextDep,
-    request: Request,
-    response: Response,
-) -> CompatUser:
-    limit_auth(context, request, response)
-    user = create_user(session, body.username, body.password)
+def sign_up(body: SignUp, session: SessionDep, context: ContextDep, request: Request) -> CompatUser:
+    """The v1 sign-up's policy and limits, the original's answer."""
+    limit_signup(context, request)
+    user = create_user(context, session, body.username, body.password)
     return CompatUser(id=user.id, username=user.username)
 
 
 @router.post("/sign-in", status_code=status.HTTP_201_CREATED)
 def sign_in(
-    body: Credentials,
-    session: SessionDep,
-    context: ContextDep,
-    request: Request,
-    response: Response,
+    body: Credentials, session: SessionDep, context: ContextDep, request: Request
 ) -> CompatToken:
-    limit_auth(context, request, response)
-    user = authenticate(session, body.username, body.password)
+    limit_auth(context, request)
+    user = authenticate(context, session, body.username, body.password)
     token, _ = create_access_token(user.username, user.id, context.settings)
     return CompatToken(access_token=token)
 
@@ -107,7 +107,7 @@ def add(
     user: CurrentUser,
     session: SessionDep,
     context: ContextDep,
-    response: Response,
+    request: Request,
 ) -> CompatTask:
     """Render the original default animation starting from c = z_re + i z_im."""
     try:
@@ -118,8 +118,7 @@ def add(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail=format_validation_error(error)
         ) from None
-    task, headers = submit(context, session, user, spec)
-    response.headers.update(headers)
+    task = submit(context, session, user, spec, response_headers(request))
     return _compat_task(task)
 
 

@@ -3,6 +3,7 @@ URLs."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -32,9 +33,15 @@ def download_file(
     if not store.signer.verify(key, expires, signature):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="invalid or expired signature")
     try:
-        path = store.path_of(key)
-    except InvalidKey:
+        path = store.served_path(key)
+    except (InvalidKey, FileNotFoundError):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found") from None
-    if not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
-    return FileResponse(path, media_type=media_type_of(key), filename=path.name)
+    # The signature is the authorisation: whoever has the link may keep the file until it
+    # expires, but no shared cache may.
+    max_age = max(0, expires - int(time.time()))
+    return FileResponse(
+        path,
+        media_type=media_type_of(key),
+        filename=path.name,
+        headers={"Cache-Control": f"private, max-age={max_age}"},
+    )

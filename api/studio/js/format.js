@@ -24,19 +24,6 @@ export function bytes(value) {
   return `${(value / 1024 / 1024).toFixed(1)} MB`;
 }
 
-export function bigNumber(value) {
-  const units = [
-    [1e12, "T"],
-    [1e9, "G"],
-    [1e6, "M"],
-    [1e3, "k"],
-  ];
-  for (const [size, unit] of units) {
-    if (value >= size) return `${(value / size).toFixed(value >= size * 100 ? 0 : 1)} ${unit}`;
-  }
-  return String(value);
-}
-
 export function ago(iso) {
   const elapsed = (Date.now() - new Date(iso).getTime()) / 1000;
   if (elapsed < 60) return "just now";

@@ -4,7 +4,7 @@
 import { ApiProblem, getJson, postJson } from "./api.js";
 import { Library } from "./animations.js";
 import { confirmDialog, h, toast } from "./dom.js";
-import { bigNumber, trim } from "./format.js";
+import { bytes, seconds, trim } from "./format.js";
 import { SpecForm } from "./form.js";
 import { CPlaneMap } from "./map.js";
 import { LivePreview } from "./preview.js";
@@ -198,7 +198,9 @@ async function main() {
     const samples = answer.samples > answer.pixels ? ` × ${answer.samples / answer.pixels}` : "";
     const rows = [
       ["Video", `${answer.width}×${answer.height}${samples} · ${answer.frames} frames · ${trim(answer.duration, 2)} s`],
-      ["Work", `${bigNumber(answer.work_units)} of ${bigNumber(answer.max_work_units)} allowed`],
+      ["CPU", `up to ${seconds(answer.cpu_seconds)} of CPU time (limit ${seconds(answer.max_cpu_seconds)})`],
+      ["Memory", `up to ${bytes(answer.worker_memory_bytes)} of a worker's ${bytes(answer.max_worker_memory_bytes)}`],
+      ["Size", `video up to ${bytes(answer.output_bytes)}`],
       ["Cost", `${trim(answer.relative_cost, 1)} standard frames in ${answer.chunks.length} chunks`],
     ];
     const list = h("dl", {}, rows.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));

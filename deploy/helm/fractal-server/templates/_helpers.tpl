@@ -358,7 +358,7 @@ ordinary resource of the release exists.
 {{- end }}
 {{- range $name, $value := .Values.app.settings }}
 - name: {{ printf "FRACTAL_%s" (upper $name) }}
-  value: {{ $value | toString | quote }}
+  value: {{ include "fractal.settingValue" $value | quote }}
 {{- end }}
 {{- with .Values.app.extraEnv }}
 {{ toYaml . }}
@@ -408,19 +408,23 @@ app image. Call with (list . "schema").
 
 {{/*
 An Ingress for Traefik routing one host to one Service port. Call with
-(list . "api" "api.localhost" "<service>" "<port name>").
+(list . "api" "api.localhost" "<service>" "<port name>"), and optionally a dict of
+annotations of its own after the port name (merged over ingress.annotations).
 */}}
 {{- define "fractal.ingress" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- $host := index . 2 -}}
+{{- $own := dict -}}
+{{- if gt (len .) 5 }}{{ $own = index . 5 }}{{ end -}}
+{{- $annotations := merge (dict) $own ($root.Values.ingress.annotations | default dict) -}}
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: {{ include "fractal.componentName" (list $root $component) }}
   labels:
     {{- include "fractal.componentLabels" (list $root $component) | nindent 4 }}
-  {{- with $root.Values.ingress.annotations }}
+  {{- with $annotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -666,4 +670,98 @@ annotations:
   helm.sh/hook-weight: "-5"
   # Kept for the next upgrade; replaced by it.
   helm.sh/hook-delete-policy: before-hook-creation
+{{- end }}
+
+{{/* "true" when the Temporal Web UI gets an Ingress (off by default: see values.yaml). */}}
+{{- define "fractal.temporalUi.routed" -}}
+{{- if and .Values.ingress.enabled .Values.temporal.enabled .Values.ingress.temporalUi.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "fractal.temporalUi.authName" -}}
+{{- include "fractal.componentName" (list . "temporal-ui-auth") }}
+{{- end }}
+
+{{/*
+The basic-auth Secret Traefik reads: existingSecret; else the password given in the values,
+rendered into <fullname>-temporal-ui-given-auth (templates/temporal-ui-auth-secret.yaml);
+else <fullname>-temporal-ui-auth, which the credentials Job creates in the cluster with a
+generated password (never rendered: every render is the same).
+*/}}
+{{- define "fractal.temporalUi.authSecretName" -}}
+{{- $auth := .Values.ingress.temporalUi.basicAuth }}
+{{- if $auth.existingSecret }}
+{{- $auth.existingSecret }}
+{{- else if $auth.password }}
+{{- include "fractal.componentName" (list . "temporal-ui-given-auth") }}
+{{- else }}
+{{- include "fractal.temporalUi.authName" . }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the credentials Job generates the Temporal Web UI's password. */}}
+{{- define "fractal.temporalUi.generatedAuth" -}}
+{{- $auth := .Values.ingress.temporalUi.basicAuth }}
+{{- if and (eq (include "fractal.temporalUi.routed" .) "true") $auth.enabled (not $auth.existingSecret) (not $auth.password) }}true{{ end }}
+{{- end }}
+
+{{/* "true" when there is anything for the credentials Job to generate. */}}
+{{- define "fractal.credentialsJob" -}}
+{{- if or (include "fractal.generatedKeys" .) (include "fractal.temporalUi.generatedAuth" .) }}true{{ end }}
+{{- end }}
+
+{{/* Bytes of a memory quantity: "2Gi", "1536Mi", "2G", "2147483648". */}}
+{{- define "fractal.memoryBytes" -}}
+{{- $quantity := toString . -}}
+{{- $bytes := "" -}}
+{{- range $suffix, $factor := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- if and (not $bytes) (hasSuffix $suffix $quantity) }}
+{{- $bytes = mulf (trimSuffix $suffix $quantity | float64) $factor | int64 -}}
+{{- end }}
+{{- end }}
+{{- default ($quantity | float64 | int64) $bytes }}
+{{- end }}
+
+{{/* Whole cores of a CPU quantity, rounded up like the worker's resourceFieldRef: "2", "1500m". */}}
+{{- define "fractal.cpuCores" -}}
+{{- $quantity := toString . -}}
+{{- if hasSuffix "m" $quantity }}
+{{- ceil (divf (trimSuffix "m" $quantity | float64) 1000) | int }}
+{{- else }}
+{{- ceil ($quantity | float64) | int }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the API's admission needs to know of the workers (fractal/admission.py): the memory
+of one worker and how many chunks it renders at once, from the worker's own limits, and
+the proxies whose X-Forwarded-For it believes. A key of the same name in app.settings wins.
+*/}}
+{{- define "fractal.apiEnv" -}}
+{{- if not (hasKey .Values.app.settings "worker_memory_bytes") }}
+- name: FRACTAL_WORKER_MEMORY_BYTES
+  value: {{ include "fractal.memoryBytes" .Values.worker.resources.limits.memory | quote }}
+{{- end }}
+{{- if not (hasKey .Values.app.settings "worker_activity_slots") }}
+- name: FRACTAL_WORKER_ACTIVITY_SLOTS
+  value: {{ include "fractal.cpuCores" .Values.worker.resources.limits.cpu | quote }}
+{{- end }}
+{{- if not (hasKey .Values.app.settings "trusted_proxies") }}
+- name: FRACTAL_TRUSTED_PROXIES
+  value: {{ toJson .Values.api.trustedProxies | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+One app.settings value as the service reads it from the environment: whole numbers without
+an exponent (YAML numbers reach templates as floats: 123456789 would print 1.23456789e+08),
+lists and maps as JSON, everything else as text.
+*/}}
+{{- define "fractal.settingValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- printf "%d" (int64 .) }}
+{{- else if or (kindIs "slice" .) (kindIs "map" .) }}
+{{- toJson . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
 {{- end }}
