@@ -19,6 +19,7 @@ from api.context import AppContext
 from api.errors import RateLimited, service_unavailable
 from api.render_service import cancel_workflow, render_request, start_workflow
 from api.schemas import Progress, TaskOut
+from fractal.chunks import frame_costs
 from fractal.db import Task, User, progress_frames, utcnow
 from fractal.spec import AnimationSpec
 from fractal.states import ACTIVE_STATES, TaskState
@@ -26,8 +27,19 @@ from fractal.states import ACTIVE_STATES, TaskState
 log = logging.getLogger("fractal.api")
 
 
+# Iterations per pixel that a frame of estimated cost 1.0 (a simple frame) stands for.
+ITERATIONS_PER_FRAME_COST = 100
+
+
 def work_units(spec: AnimationSpec) -> int:
-    return spec.pixels * spec.supersample**2 * spec.frame_count * spec.max_iter
+    """Estimated pixel iterations of the whole render: pixels x supersample² x the sum of
+    the frames' estimated costs (``fractal.chunks.frame_costs``) x 100.
+
+    ``max_iter`` is a bound, not the work: a deep zoom at max_iter 20000 runs a few
+    thousand iterations where it is deepest, and none of them for most of its frames.
+    """
+    total_cost = sum(frame_costs(spec))
+    return round(spec.pixels * spec.supersample**2 * total_cost * ITERATIONS_PER_FRAME_COST)
 
 
 def submit(
@@ -41,8 +53,9 @@ def submit(
     if work_units(spec) > context.settings.max_work_units:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"animation too large: pixels x supersample² x frames x max_iter = "
-            f"{work_units(spec)} exceeds {context.settings.max_work_units}",
+            detail=f"animation too large: its estimated work (pixels x supersample² x "
+            f"frame costs x 100) is {work_units(spec)}, more than "
+            f"{context.settings.max_work_units}",
         )
     # Lock the user's row so concurrent submissions count active tasks one at a time.
     session.execute(select(User.id).where(User.id == user.id).with_for_update())

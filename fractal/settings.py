@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     )
     max_work_units: int = Field(
         default=800 * 600 * 3600 * 500,
-        description="most width x height x supersample² x frames x max_iter of one request",
+        description="most estimated work of one request: width x height x supersample² x "
+        "the sum of its frames' estimated costs x 100 pixel iterations",
     )
     reconcile_interval_seconds: float = Field(
         default=60.0,

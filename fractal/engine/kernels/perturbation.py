@@ -60,7 +60,7 @@ def reference_orbit(
     the bailout (included) or Z_max_iter."""
     orbit = np.empty(max_iter + 1, np.complex128)
     context = gmpy2.context(precision=bits)
-    with gmpy2.local_context(context):
+    with gmpy2.context(context):
         c = gmpy2.mpc(gmpy2.mpfr(center_re), gmpy2.mpfr(center_im))
         z = gmpy2.mpc(0)
         length = max_iter + 1
