@@ -85,6 +85,9 @@ KeyRadians = Annotated[
 Power = Annotated[int, *_bounded(MIN_POWER, MAX_POWER)]
 
 
+_LARGEST = Decimal(sys.float_info.max)
+
+
 def _to_decimal(value: Any) -> Decimal:
     """A coordinate: a finite number, or a decimal string of any length kept exactly."""
     if isinstance(value, bool):
@@ -109,7 +112,9 @@ def _to_decimal(value: Any) -> Decimal:
             raise ValueError(f"expected a decimal number, got {value[:40]!r}") from None
     else:
         raise ValueError("expected a number or a decimal string")
-    if not number.is_finite() or abs(number) > Decimal(sys.float_info.max):
+    # adjusted() is the decimal exponent: compared first, abs() of "1e999999999" would
+    # overflow the decimal context itself.
+    if not number.is_finite() or number.adjusted() > 308 or abs(number) > _LARGEST:
         raise ValueError("must be a finite number (at most 1.8e308 in magnitude)")
     return number
 

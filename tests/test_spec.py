@@ -50,6 +50,7 @@ def test_defaults_are_the_original_animation() -> None:
         ({"center": ["1" * 1200, 0]}, "center.re", "at most 1100 characters"),
         ({"center": [True, 0]}, "center.re", "boolean"),
         ({"center": ["1e999", 0]}, "center.re", "finite"),
+        ({"center": ["1e999999999", 0]}, "center.re", "finite"),
         ({"center": ["nan", 0]}, "center.re", "finite"),
         ({"rotation": 4}, "rotation", "from -3.14159 to 3.14159"),
         ({"fractal": "multibrot", "power": 9}, "power", "from 3 to 8"),
