@@ -1,16 +1,23 @@
-"""Deep-zoom benchmark: ``python -m bench.deep_zoom [--zoom] [--service]``.
+"""Deep-zoom benchmark: ``python -m bench.deep_zoom [--zoom] [--service] [--no-anchor]``.
 
-Measured in one run, beside the anchor of issue 12 (Fractalshades 1.2.1 on the same
-2-core machine, 800x600; its figures are quoted from the issue: the side-by-side driver
-for a Fractalshades install in ``.bench-venv`` is not written yet):
+Measured in one run, beside the anchor of issue 12, Fractalshades 1.2.1 on the same
+machine:
 
 * single 800x600 frames, warm, both cores: the whole set (float64, max_iter 500), "gaia"
   and "flake" at image width 1e-30 (max_iter 20000), "gaia" at width 1e-100 (50000);
+  when ``.bench-venv`` holds Fractalshades (``make anchor-venv``), the same views are
+  rendered by it in a subprocess of that environment (``bench/fractalshades_anchor.py``)
+  right after ours, and each line shows both times and their ratio; without it the
+  anchor column is the issue's table, marked so;
 * ``--zoom``: the 10 s, 30 fps, 400x300 zoom from half-height 1.5 to 1e-30 at gaia through
   ``fractal render`` (its own process, every frame rendered exactly);
 * ``--service``: the same zoom through the API with one and with two worker processes
   (embedded stack, as ``bench.service``), and what the chunk plan would take on N
   machines (the chunks' estimated costs scaled to the measured total, longest first).
+
+Widths and heights: the issue (like Fractalshades) gives a view by its image WIDTH; a
+spec's ``scale`` is the half-HEIGHT. For an 800x600 frame of width W the half-height is
+W / 2 * 600 / 800 = 3 W / 8, computed in decimal and rounded once to a float.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from fractal.locations import GAIA, LOCATIONS
 
-# Fractalshades 1.2.1 on the 2-core machine, as measured in issue 12 (seconds).
-ANCHOR = {
+# Fractalshades 1.2.1 on the 2-core machine, as quoted in issue 12 (seconds): the anchor
+# when its environment is not installed here.
+ISSUE_ANCHOR = {
     "full set, float64, max_iter 500": 0.40,
     "gaia, width 1e-30": 1.29,
     "flake, width 1e-30": 0.42,
@@ -37,15 +46,31 @@ ANCHOR = {
     "zoom 400x300, 10 s at 30 fps": 110.0,
 }
 WIDTH, HEIGHT = 800, 600
+ANCHOR_PYTHON = Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python"
+ANCHOR_SCRIPT = Path(__file__).resolve().parent / "fractalshades_anchor.py"
+
+# name: (location or None for the whole set, image width, max_iter)
+FRAMES: dict[str, tuple[str | None, str, int]] = {
+    "full set, float64, max_iter 500": (None, "3", 500),
+    "gaia, width 1e-30": ("gaia", "1e-30", 20000),
+    "flake, width 1e-30": ("flake", "1e-30", 20000),
+    "gaia, width 1e-100, max_iter 50000": ("gaia", "1e-100", 50000),
+}
+WHOLE_SET_CENTER = ("-0.75", "0")
 
 
-def frame_spec(location: str | None, width: float, max_iter: int) -> dict[str, Any]:
-    """An 800x600 frame whose image is ``width`` wide (Fractalshades' convention)."""
-    center = list(LOCATIONS[location]) if location else [-0.75, 0.0]
+def half_height(image_width: str) -> float:
+    """The spec's ``scale`` of an 800x600 frame ``image_width`` wide."""
+    return float(Decimal(image_width) / 2 * HEIGHT / WIDTH)
+
+
+def frame_spec(location: str | None, image_width: str, max_iter: int) -> dict[str, Any]:
+    """An 800x600 frame whose image is ``image_width`` wide (Fractalshades' convention)."""
+    center = list(LOCATIONS[location]) if location else list(WHOLE_SET_CENTER)
     return {
         "fractal": "mandelbrot",
         "center": center,
-        "scale": width / 2 * HEIGHT / WIDTH,
+        "scale": half_height(image_width),
         "max_iter": max_iter,
         "width": WIDTH,
         "height": HEIGHT,
@@ -69,6 +94,44 @@ def time_frame(fields: dict[str, Any]) -> dict[str, float]:
         "seconds": round(best, 3),
         "mean_iterations": round(float(renderer.buffers.counts.mean())),
     }
+
+
+def anchor_views() -> list[dict[str, Any]]:
+    """The frames as Fractalshades takes them: centre strings, image width, pixels."""
+    views = []
+    for name, (location, image_width, max_iter) in FRAMES.items():
+        re, im = LOCATIONS[location] if location else WHOLE_SET_CENTER
+        views.append(
+            {
+                "name": name,
+                "x": re,
+                "y": im,
+                "dx": image_width,
+                "nx": WIDTH,
+                "ny": HEIGHT,
+                "max_iter": max_iter,
+                "deep": location is not None,
+                # decimal digits: the depth and 20 more, as its examples do
+                "precision_digits": 20 - Decimal(image_width).adjusted(),
+            }
+        )
+    return views
+
+
+def time_anchor(python: Path) -> dict[str, Any]:
+    """Fractalshades' best-of-three warm times for the frames, in its own environment."""
+    done = subprocess.run(
+        [str(python), str(ANCHOR_SCRIPT), "3"],
+        input=json.dumps(anchor_views()),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    answers = [line for line in done.stdout.splitlines() if line.startswith("ANCHOR ")]
+    if done.returncode != 0 or not answers:
+        raise RuntimeError(f"the Fractalshades run failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(answers[-1].removeprefix("ANCHOR "))
+    return result
 
 
 ZOOM = {
@@ -180,29 +243,39 @@ def main() -> None:
     parser.add_argument(
         "--service", action="store_true", help="the zoom via the API, 1 and 2 workers"
     )
+    parser.add_argument(
+        "--no-anchor", action="store_true", help="quote the issue's anchor, do not run it"
+    )
     args = parser.parse_args()
-    results: dict[str, Any] = {"anchor": "Fractalshades 1.2.1, figures quoted from issue 12"}
-    frames = {
-        "full set, float64, max_iter 500": frame_spec(None, 3.0, 500),
-        "gaia, width 1e-30": frame_spec("gaia", 1e-30, 20000),
-        "flake, width 1e-30": frame_spec("flake", 1e-30, 20000),
-        "gaia, width 1e-100, max_iter 50000": frame_spec("gaia", 1e-100, 50000),
+    ours = {name: time_frame(frame_spec(*view)) for name, view in FRAMES.items()}
+    measured = None
+    if ANCHOR_PYTHON.exists() and not args.no_anchor:
+        measured = time_anchor(ANCHOR_PYTHON)
+    results: dict[str, Any] = {
+        "anchor": (
+            "Fractalshades 1.2.1 measured in this run (.bench-venv), warm, best of 3"
+            if measured
+            else "Fractalshades 1.2.1, figures quoted from issue 12"
+        ),
+        "cpus": os.cpu_count(),
     }
-    for name, fields in frames.items():
-        ours = time_frame(fields)
+    for name, figures in ours.items():
+        anchor = measured[name]["seconds"] if measured else ISSUE_ANCHOR[name]
         results[name] = {
-            **ours,
-            "anchor_s": ANCHOR[name],
-            "ratio": round(ours["seconds"] / ANCHOR[name], 2),
+            **figures,
+            "anchor_s": anchor,
+            "ratio": round(figures["seconds"] / anchor, 2),
+            "target": "<= 0.5" if FRAMES[name][0] else "",
         }
     with tempfile.TemporaryDirectory(prefix="fractal-deep-") as scratch:
         folder = Path(scratch)
         if args.zoom:
             seconds = zoom_cli(folder)
+            zoom_anchor = ISSUE_ANCHOR["zoom 400x300, 10 s at 30 fps"]
             results["zoom 400x300 via fractal render"] = {
                 "seconds": round(seconds, 1),
-                "anchor_s": ANCHOR["zoom 400x300, 10 s at 30 fps"],
-                "ratio": round(seconds / ANCHOR["zoom 400x300, 10 s at 30 fps"], 2),
+                "anchor_s (issue, Fractalshades' movie module)": zoom_anchor,
+                "ratio": round(seconds / zoom_anchor, 2),
             }
         if args.service:
             runs = [zoom_service(folder, workers) for workers in (1, 2)]

@@ -167,3 +167,29 @@ def direct_escape(
                 return n
             z = z * z + c
     return max_iter
+
+
+def direct_distance(
+    center_re: str,
+    center_im: str,
+    offset: complex,
+    max_iter: int,
+    bailout2: float,
+    pixel_size: float,
+) -> float:
+    """The exterior distance estimate |z| log|z| / |dz/dc| of centre + offset, in pixels,
+    computed directly in mpmath (0 inside)."""
+    import mpmath
+
+    digits = max(30, int(-mpmath.log10(abs(offset) + 1e-300)) + 30) if offset else 60
+    with mpmath.workdps(digits):
+        c = mpmath.mpc(mpmath.mpf(center_re) + offset.real, mpmath.mpf(center_im) + offset.imag)
+        z = mpmath.mpc(0)
+        dz = mpmath.mpc(0)
+        for _ in range(max_iter):
+            if z.real * z.real + z.imag * z.imag > bailout2:
+                modulus = abs(z)
+                return float(modulus * mpmath.log(modulus) / abs(dz) / pixel_size)
+            dz = 2 * z * dz + 1
+            z = z * z + c
+    return 0.0

@@ -1,12 +1,13 @@
 """Deep Mandelbrot frames (perturbation, rebasing, BLA) against direct high-precision counts."""
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 import pytest
 
 from fractal.engine import FrameRenderer
-from fractal.engine.coloring import SMOOTH_BAILOUT2
+from fractal.engine.coloring import SMOOTH_BAILOUT2, colorize, palette_period
 from fractal.locations import LOCATIONS
 from fractal.spec import AnimationSpec
 from tests import reference
@@ -14,17 +15,18 @@ from tests import reference
 WIDTH, HEIGHT = 160, 120
 
 
-def deep_frame(location: str, scale: float, max_iter: int) -> FrameRenderer:
+def deep_frame(location: str, scale: float, max_iter: int, **fields: Any) -> FrameRenderer:
     re, im = LOCATIONS[location]
     spec = AnimationSpec(
         fractal="mandelbrot",
         center=[re, im],
         scale=scale,
         max_iter=max_iter,
-        width=WIDTH,
-        height=HEIGHT,
+        width=fields.pop("width", WIDTH),
+        height=fields.pop("height", HEIGHT),
         frames=1,
         colormap="ocean",
+        **fields,
     )
     renderer = FrameRenderer(spec, threads=2)
     renderer.escape_counts(0)
@@ -145,3 +147,57 @@ def test_the_reference_orbit_heartbeats() -> None:
     renderer.buffers.counts[:] = -1
     renderer.escape_counts(0)
     assert len(calls) >= 2 and (calls[0] == -1).all()  # the first came before any pixel
+
+
+def test_distance_estimates_agree_with_direct_derivatives() -> None:
+    """Distance shading carries dz/dc through the same single and BLA steps: the counts
+    are the unshaded frame's and the estimates match a direct mpmath derivative."""
+    plain = deep_frame("flake", 1e-30, 20000, width=64, height=48)
+    shaded = deep_frame("flake", 1e-30, 20000, width=64, height=48, shading="distance")
+    counts = shaded.buffers.counts
+    assert (counts == plain.buffers.counts).mean() >= 0.99
+    spec, grid = shaded.spec, shaded.grid
+    distance = shaded.buffers.distance
+    assert np.isfinite(distance).all() and (distance[counts < 20000] > 0).all()
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        j, i = int(rng.integers(48)), int(rng.integers(64))
+        offset = complex(float(grid.us[i]), float(grid.vs[j]))
+        expected = reference.direct_distance(
+            str(spec.center.re), str(spec.center.im), offset, 20000, SMOOTH_BAILOUT2, 2 * grid.pixel
+        )
+        assert distance[j, i] == pytest.approx(expected, rel=1e-3)
+
+
+def test_rotated_deep_view_turns_the_picture() -> None:
+    """A deep view turned by pi is the unturned one upside down (the deltas are turned)."""
+    plain = deep_frame("flake", 1e-30, 20000, width=48, height=36).buffers.counts.copy()
+    turned = deep_frame("flake", 1e-30, 20000, width=48, height=36, rotation=np.pi)
+    assert (plain[::-1, ::-1] == turned.buffers.counts).mean() > 0.97
+    assert not np.array_equal(plain, turned.buffers.counts)
+
+
+@pytest.mark.parametrize("max_iter", [1, 7, 1000])
+def test_every_pixel_stops_at_max_iter(max_iter: int) -> None:
+    """At gaia 1e-30 every pixel runs past 2500 iterations: with a smaller max_iter all are
+    interior, whether max_iter ends a BLA step, a single step or the first one (the bands
+    of two rows have fewer pixels than the kernel has lanes)."""
+    counts = deep_frame("gaia", 1e-30, max_iter, width=16, height=16).buffers.counts
+    assert (counts == max_iter).all()
+
+
+def test_band_colours_equal_whole_frame_colours() -> None:
+    """Colours written band by band in the threads equal the colouring of the whole frame."""
+    renderer = deep_frame("flake", 1e-30, 20000, width=64, height=48)
+    rgb = renderer.render(0).copy()
+    whole = np.empty_like(rgb)
+    buffers = renderer.buffers
+    colorize(
+        renderer.spec.colouring,
+        buffers.counts,
+        buffers.final_r2,
+        20000,
+        whole,
+        period=palette_period(renderer.view.scale),
+    )
+    np.testing.assert_array_equal(rgb, whole)

@@ -59,6 +59,8 @@ class FrameRenderer:
             self._deep_kernel = PerturbationKernel(precision_bits(deepest, self._size[1]))
         self._bailout2 = bailout2_for(spec.colouring)
         self._distance = spec.shading is Shading.distance
+        # Every colouring but the classic histogram colours a pixel from its own count.
+        self._per_pixel_colours = spec.colouring is not Colormap.classic
         # A moving camera (or a deep view) colours in cycles whose length follows depth.
         self._cyclic = not isinstance(spec.camera, StillCamera) or spec.deep
         self._grid: PixelGrid | None = None
@@ -96,6 +98,11 @@ class FrameRenderer:
 
     def escape_counts(self, frame: int) -> np.ndarray:
         """Escape counts of ``frame`` at the supersampled resolution (a reused buffer)."""
+        return self._compute(frame, colour=False)
+
+    def _compute(self, frame: int, colour: bool) -> np.ndarray:
+        """The escape counts of ``frame``; with ``colour``, its colours too (band by band
+        in the threads that computed them where every pixel's colour is its own)."""
         spec = self.spec
         self.view = spec.view_at(frame)
         grid = self._grid_for(self.view)
@@ -106,19 +113,21 @@ class FrameRenderer:
         height = grid.height
         rows = height if symmetry is Symmetry.NONE else (height + 1) // 2
         band = DEEP_BAND_ROWS if kernel is self._deep_kernel else FLOAT_BAND_ROWS
+        # Colours per band need the whole frame computed by bands: no histogram, no
+        # symmetric half copied afterwards.
+        colour_bands = colour and symmetry is Symmetry.NONE and self._per_pixel_colours
         if self.threads > 1:
             band = max(1, min(band, math.ceil(rows / (4 * self.threads))))
         bands = [(start, min(start + band, rows)) for start in range(0, rows, band)]
 
         def compute(rows_range: tuple[int, int]) -> None:
             start, stop = rows_range
+            band_buffers = self.buffers.rows(start, stop)
             kernel.escape_counts(
-                c,
-                grid.rows(start, stop),
-                spec.max_iter,
-                self._bailout2,
-                self.buffers.rows(start, stop),
+                c, grid.rows(start, stop), spec.max_iter, self._bailout2, band_buffers
             )
+            if colour_bands:
+                self._colour(band_buffers, self._hi_rgb[start:stop])
 
         if self.threads > 1 and len(bands) > 1:
             if self._pool is None:
@@ -133,6 +142,8 @@ class FrameRenderer:
                     self.keepalive()
         if symmetry is not Symmetry.NONE:
             self._copy_symmetric_half(symmetry, rows)
+        if colour and not colour_bands:
+            self._colour(self.buffers, self._hi_rgb)
         return self.buffers.counts
 
     def _copy_symmetric_half(self, symmetry: Symmetry, rows: int) -> None:
@@ -152,20 +163,22 @@ class FrameRenderer:
             lower = self.buffers.roots[rows:]
             lower[:] = np.array([0, 1, 3, 2], np.uint8)[lower]
 
-    def render(self, frame: int) -> np.ndarray:
-        """RGB of ``frame`` as a (height, width, 3) uint8 array, overwritten by the next call."""
-        self.escape_counts(frame)
-        buffers = self.buffers
+    def _colour(self, buffers: EscapeBuffers, rgb: np.ndarray) -> None:
+        """Colours of the counts in ``buffers`` (the frame, or a band of it) into ``rgb``."""
         colorize(
             self.spec.colouring,
             buffers.counts,
             buffers.final_r2,
             self.spec.max_iter,
-            self._hi_rgb,
+            rgb,
             period=palette_period(self.view.scale) if self._cyclic else 0.0,
             roots=buffers.roots if buffers.roots.shape[1] else None,
             distance=buffers.distance if buffers.want_distance else None,
         )
+
+    def render(self, frame: int) -> np.ndarray:
+        """RGB of ``frame`` as a (height, width, 3) uint8 array, overwritten by the next call."""
+        self._compute(frame, colour=True)
         if self.spec.supersample > 1:
             box_downsample(self._hi_rgb, self.spec.supersample, self._rgb)
         return self._rgb
