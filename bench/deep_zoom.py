@@ -79,23 +79,6 @@ def frame_spec(location: str | None, image_width: str, max_iter: int) -> dict[st
     }
 
 
-def time_frame(fields: dict[str, Any]) -> dict[str, float]:
-    from fractal.engine import FrameRenderer
-    from fractal.spec import AnimationSpec
-
-    renderer = FrameRenderer(AnimationSpec.model_validate(fields), threads=os.cpu_count() or 1)
-    renderer.render(0)  # warm: kernels loaded, reference orbit cached like a zoom's
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        renderer.render(0)
-        best = min(best, time.perf_counter() - started)
-    return {
-        "seconds": round(best, 3),
-        "mean_iterations": round(float(renderer.buffers.counts.mean())),
-    }
-
-
 def anchor_views() -> list[dict[str, Any]]:
     """The frames as Fractalshades takes them: centre strings, image width, pixels."""
     views = []
@@ -118,20 +101,67 @@ def anchor_views() -> list[dict[str, Any]]:
     return views
 
 
-def time_anchor(python: Path) -> dict[str, Any]:
-    """Fractalshades' best-of-three warm times for the frames, in its own environment."""
-    done = subprocess.run(
-        [str(python), str(ANCHOR_SCRIPT), "3"],
-        input=json.dumps(anchor_views()),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    answers = [line for line in done.stdout.splitlines() if line.startswith("ANCHOR ")]
-    if done.returncode != 0 or not answers:
-        raise RuntimeError(f"the Fractalshades run failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(answers[-1].removeprefix("ANCHOR "))
-    return result
+class Anchor:
+    """Fractalshades in its own environment, driven line by line
+    (``bench/fractalshades_anchor.py``) so that its frames alternate with ours."""
+
+    def __init__(self, python: Path) -> None:
+        self.process = subprocess.Popen(
+            [str(python), str(ANCHOR_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith("ANCHOR "):
+                answer: dict[str, Any] = json.loads(line.removeprefix("ANCHOR "))
+                return answer
+        assert self.process.stderr is not None
+        raise RuntimeError(f"the Fractalshades run failed:\n{self.process.stderr.read()[-3000:]}")
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def time_frames(anchor: Anchor | None, rounds: int = 3) -> dict[str, Any]:
+    """Each frame, warm, best of ``rounds``; with an anchor, its run and ours alternate
+    round by round, so both see the same machine load."""
+    from fractal.engine import FrameRenderer
+    from fractal.spec import AnimationSpec
+
+    results: dict[str, Any] = {}
+    views = {view["name"]: view for view in anchor_views()}
+    for name, (location, image_width, max_iter) in FRAMES.items():
+        spec = AnimationSpec.model_validate(frame_spec(location, image_width, max_iter))
+        renderer = FrameRenderer(spec, threads=os.cpu_count() or 1)
+        renderer.render(0)  # warm: kernels loaded, reference orbit cached like a zoom's
+        if anchor is not None:
+            anchor.ask({"warm": views[name]})
+        ours, theirs = float("inf"), float("inf")
+        for _ in range(rounds):
+            started = time.perf_counter()
+            renderer.render(0)
+            ours = min(ours, time.perf_counter() - started)
+            if anchor is not None:
+                theirs = min(theirs, anchor.ask({"time": name})["seconds"])
+        anchor_s = round(theirs, 3) if anchor is not None else ISSUE_ANCHOR[name]
+        results[name] = {
+            "seconds": round(ours, 3),
+            "mean_iterations": round(float(renderer.buffers.counts.mean())),
+            "anchor_s": anchor_s,
+            "ratio": round(ours / anchor_s, 2),
+            "target": "<= 0.5" if location else "",
+        }
+        renderer.close()
+    return results
 
 
 ZOOM = {
@@ -247,26 +277,23 @@ def main() -> None:
         "--no-anchor", action="store_true", help="quote the issue's anchor, do not run it"
     )
     args = parser.parse_args()
-    ours = {name: time_frame(frame_spec(*view)) for name, view in FRAMES.items()}
-    measured = None
+    anchor = None
     if ANCHOR_PYTHON.exists() and not args.no_anchor:
-        measured = time_anchor(ANCHOR_PYTHON)
+        anchor = Anchor(ANCHOR_PYTHON)
+    try:
+        frames = time_frames(anchor)
+    finally:
+        if anchor is not None:
+            anchor.close()
     results: dict[str, Any] = {
         "anchor": (
-            "Fractalshades 1.2.1 measured in this run (.bench-venv), warm, best of 3"
-            if measured
+            "Fractalshades 1.2.1 in .bench-venv, alternating with ours, warm, best of 3"
+            if anchor is not None
             else "Fractalshades 1.2.1, figures quoted from issue 12"
         ),
         "cpus": os.cpu_count(),
+        **frames,
     }
-    for name, figures in ours.items():
-        anchor = measured[name]["seconds"] if measured else ISSUE_ANCHOR[name]
-        results[name] = {
-            **figures,
-            "anchor_s": anchor,
-            "ratio": round(figures["seconds"] / anchor, 2),
-            "target": "<= 0.5" if FRAMES[name][0] else "",
-        }
     with tempfile.TemporaryDirectory(prefix="fractal-deep-") as scratch:
         folder = Path(scratch)
         if args.zoom:

@@ -7,14 +7,15 @@ through its public API only: a model, ``zoom``, ``calc_std_div``, a ``Postproc_b
 with the continuous iteration count, one colour layer and ``Fractal_plotter.plot()``,
 which computes the frame and writes its PNG.
 
-Reads a JSON list of views on stdin, each ``{"name", "x", "y", "dx", "nx", "ny",
-"max_iter", "deep"}`` (``dx`` is the image WIDTH, Fractalshades' convention, as a decimal
-string), and prints one JSON object: ``{name: {"seconds": best, "runs": [...]}}``.
-
-Warm, as the issue measured it: each view first runs once untimed (Fractalshades compiles
-its Numba kernels per model instance, and computes and stores the reference orbit), then
-``repeats`` timed runs on the same instance, each a new calculation name so that no pixel
-result is reused.
+A small line protocol on stdin/stdout, so that the benchmark can alternate its own frames
+with these ones under the same machine load: ``{"warm": view}`` builds the view's model
+and renders it once untimed (Fractalshades compiles its Numba kernels per model instance,
+and computes and stores the reference orbit), answering ``{"warm": name}``;
+``{"time": name}`` renders it again under a new calculation name (no pixel result is
+reused) and answers ``{"seconds": ...}``. A view is ``{"name", "x", "y", "dx", "nx",
+"ny", "max_iter", "deep", "precision_digits"}``, ``dx`` being the image WIDTH
+(Fractalshades' convention) as a decimal string. Answers are single lines starting with
+``ANCHOR `` (Fractalshades prints its own messages too).
 """
 
 from __future__ import annotations
@@ -59,50 +60,59 @@ def render_once(model: Any, view: dict[str, Any], calc_name: str) -> None:
     plotter.plot()
 
 
-def time_view(view: dict[str, Any], repeats: int) -> dict[str, Any]:
+def build(view: dict[str, Any], directory: str) -> Any:
     import fractalshades.models as fsm
 
-    with tempfile.TemporaryDirectory(prefix="fractalshades-") as directory:
-        ratio = view["nx"] / view["ny"]
-        if view["deep"]:
-            model = fsm.Perturbation_mandelbrot(directory)
-            digits = view["precision_digits"]
-            model.zoom(
-                precision=digits,
-                x=view["x"],
-                y=view["y"],
-                dx=view["dx"],
-                nx=view["nx"],
-                xy_ratio=ratio,
-                theta_deg=0.0,
-            )
-        else:
-            model = fsm.Mandelbrot(directory)
-            model.zoom(
-                x=float(view["x"]),
-                y=float(view["y"]),
-                dx=float(view["dx"]),
-                nx=view["nx"],
-                xy_ratio=ratio,
-                theta_deg=0.0,
-            )
-        render_once(model, view, "warmup")
-        runs = []
-        for run in range(repeats):
-            started = time.perf_counter()
-            render_once(model, view, f"run{run}")
-            runs.append(round(time.perf_counter() - started, 3))
-    return {"seconds": min(runs), "runs": runs}
+    ratio = view["nx"] / view["ny"]
+    if view["deep"]:
+        model = fsm.Perturbation_mandelbrot(directory)
+        model.zoom(
+            precision=view["precision_digits"],
+            x=view["x"],
+            y=view["y"],
+            dx=view["dx"],
+            nx=view["nx"],
+            xy_ratio=ratio,
+            theta_deg=0.0,
+        )
+    else:
+        model = fsm.Mandelbrot(directory)
+        model.zoom(
+            x=float(view["x"]),
+            y=float(view["y"]),
+            dx=float(view["dx"]),
+            nx=view["nx"],
+            xy_ratio=ratio,
+            theta_deg=0.0,
+        )
+    return model
+
+
+def answer(message: dict[str, Any]) -> None:
+    print("ANCHOR " + json.dumps(message), flush=True)
 
 
 def main() -> None:
     import fractalshades as fs
 
-    fs.settings.verbosity = 0  # warnings only: stdout carries the JSON answer
-    views = json.load(sys.stdin)
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    results = {view["name"]: time_view(view, repeats) for view in views}
-    print("ANCHOR " + json.dumps(results), flush=True)
+    fs.settings.verbosity = 0  # warnings only
+    models: dict[str, tuple[Any, dict[str, Any]]] = {}
+    runs = 0
+    with tempfile.TemporaryDirectory(prefix="fractalshades-") as scratch:
+        for line in sys.stdin:
+            command = json.loads(line)
+            if "warm" in command:
+                view = command["warm"]
+                model = build(view, f"{scratch}/{len(models)}")
+                render_once(model, view, "warmup")
+                models[view["name"]] = (model, view)
+                answer({"warm": view["name"]})
+            elif "time" in command:
+                model, view = models[command["time"]]
+                runs += 1
+                started = time.perf_counter()
+                render_once(model, view, f"run{runs}")
+                answer({"seconds": time.perf_counter() - started})
 
 
 if __name__ == "__main__":
