@@ -192,3 +192,27 @@ def test_zoom_and_keyframe_views() -> None:
     assert middle.rotation == 0.5 and keys.view_at(20).scale == 0.001
     halfway = keys.view_at(5)
     assert 0.01 < halfway.scale < 1.5 and -0.75 < float(halfway.center_re) < -0.5
+
+
+def test_the_work_cap_counts_estimated_work_not_max_iter() -> None:
+    """The issue's zoom at 800x600 (max_iter 20000, a bound its frames mostly do not reach)
+    fits the default cap; pixels x frames x max_iter would have refused it (3.3x the cap).
+    A 4K hour at max_iter 10000 is still refused."""
+    from api.animation_service import work_units
+    from fractal.settings import Settings
+
+    cap = Settings.model_fields["max_work_units"].default
+    zoom = AnimationSpec(
+        fractal="mandelbrot",
+        center=GAIA,
+        scale=1.5,
+        camera={"kind": "zoom", "zoom_to": 1e-30},
+        max_iter=20000,
+        width=800,
+        height=600,
+        fps=30,
+        duration=10,
+    )
+    assert work_units(zoom) <= cap < zoom.pixels * zoom.frame_count * zoom.max_iter
+    huge = AnimationSpec(width=3840, height=2160, frames=3600, max_iter=10000)
+    assert work_units(huge) > cap
