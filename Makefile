@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run render test lint bench bench-service docs migration clean
+.PHONY: run render test lint bench bench-service bench-deep anchor-venv docs migration clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ bench: $(STAMP)
 
 bench-service: $(STAMP)
 	$(BIN)/python -m bench.service
+
+# Deep frames beside Fractalshades 1.2.1 (when `make anchor-venv` installed it).
+bench-deep: $(STAMP)
+	$(BIN)/python -m bench.deep_zoom
+
+# The anchor of issue 12 in its own environment, never a dependency of the project. Needs
+# the headers gmpy2 builds against: apt-get install libgmp-dev libmpfr-dev libmpc-dev.
+anchor-venv:
+	test -x .bench-venv/bin/python || $(PYTHON) -m venv .bench-venv
+	.bench-venv/bin/python -m pip install --quiet 'fractalshades==1.2.1' 'numpy<2.4'
 
 # Rewrite the documentation generated from the code (docs/configuration.md).
 docs: $(STAMP)
