@@ -277,6 +277,8 @@ def _single_steps_with_derivative(
             n = state[COUNT, k]
             w_r = state[W_RE, k]
             w_i = state[W_IM, k]
+            der_r = state[DER_RE, k]  # every load before any store: else no vectorising
+            der_i = state[DER_IM, k]
             reference = z_of[k]
             z_r = scale * w_r
             z_i = scale * w_i
@@ -296,8 +298,6 @@ def _single_steps_with_derivative(
             state[W_IM, k] = new_i if go else w_i
             m_of[k] = (1 if rebase else m + 1) if go else m
             state[COUNT, k] = n + 1.0 if go else n
-            der_r = state[DER_RE, k]
-            der_i = state[DER_IM, k]
             new_r = 2.0 * (f_r * der_r - f_i * der_i) + scale
             new_i = 2.0 * (f_r * der_i + f_i * der_r)
             state[DER_RE, k] = new_r if go else der_r
