@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The browser the studio's tests drive (Playwright cannot download its own here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run render test lint bench bench-service bench-studio docs migration clean
+.PHONY: run render test lint bench bench-service bench-studio bench-deep anchor-venv docs migration clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ bench-service: $(STAMP)
 
 bench-studio: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m bench.studio
+
+# Deep frames beside Fractalshades 1.2.1 (when `make anchor-venv` installed it).
+bench-deep: $(STAMP)
+	$(BIN)/python -m bench.deep_zoom
+
+# The anchor of issue 12 in its own environment, never a dependency of the project. Needs
+# the headers gmpy2 builds against: apt-get install libgmp-dev libmpfr-dev libmpc-dev.
+anchor-venv:
+	test -x .bench-venv/bin/python || $(PYTHON) -m venv .bench-venv
+	.bench-venv/bin/python -m pip install --quiet 'fractalshades==1.2.1' 'numpy<2.4'
 
 # Rewrite the documentation generated from the code (docs/configuration.md).
 docs: $(STAMP)

@@ -128,6 +128,17 @@ class WorkerActivities(RenderActivities):
         def should_stop() -> bool:
             return activity.is_cancelled() or activity.is_worker_shutdown()
 
+        def keepalive() -> None:
+            # Called while a frame is computed (a deep frame's reference orbit, its bands):
+            # heartbeat without progress, and stop mid-frame when asked to.
+            nonlocal last_report
+            now = time.monotonic()
+            if now - last_report >= REPORT_INTERVAL:
+                last_report = now
+                activity.heartbeat(done)
+            if should_stop():
+                raise RenderCancelled("stopped during a frame")
+
         with tempfile.TemporaryDirectory(prefix="fractal-chunk-") as scratch:
             path = Path(scratch) / "segment.mp4"
             # Kernels and the one-thread encoder run on this thread: its CPU time is the
@@ -142,6 +153,7 @@ class WorkerActivities(RenderActivities):
                     threads=1,  # one encoder thread per chunk; chunks fill the cores
                     on_frame=frame_done,
                     should_stop=should_stop,
+                    keepalive=keepalive,
                 )
             except RenderCancelled:
                 if activity.is_cancelled():

@@ -6,7 +6,11 @@ stayed open 60 s and more). Here the parser is h11 with ``max_header_bytes`` as 
 on an incomplete request head (400 and close beyond it), and ``GuardedH11Protocol`` closes
 a connection whose request head is not complete ``header_timeout_seconds`` after it
 connected or after the first byte of the next request on a kept-alive connection. Request
-bodies have their own deadline in ``api/body_guard.py``.
+bodies have their own deadline in ``api/body_guard.py``. A request refused before it is
+read (an oversized or malformed head) gets its 400 through a lingering close: uvicorn
+closes at once, and the request bytes still unread make the kernel reset the connection,
+so the client loses the answer; here the server half-closes and discards what still
+arrives for up to ``LINGER_SECONDS``.
 
 Logs go through ``fractal.observability`` (uvicorn's own configuration and access log are
 off). X-Forwarded-For is handled by the application (``api/main.py``, from the
@@ -26,19 +30,24 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from fractal.settings import Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+LINGER_SECONDS = 2.0
 
 
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on every request head."""
 
     header_timeout: float = 10.0
+    max_head_bytes: int = 16 * 1024
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._lingering = False
         super().connection_made(transport)
         self._start_head_deadline()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a refused request: read and dropped
         super().data_received(data)
         if self.conn.their_state is h11.IDLE:
             # Part of a request head is buffered (or a kept-alive connection began its
@@ -46,6 +55,33 @@ class GuardedH11Protocol(H11Protocol):
             self._start_head_deadline()
         else:
             self._cancel_head_deadline()
+
+    def send_400_response(self, msg: str) -> None:
+        self._cancel_head_deadline()
+        self._lingering = True
+        body = f"{msg} (a request head is at most {self.max_head_bytes} bytes)".encode()
+        for event in (
+            h11.Response(
+                status_code=400,
+                headers=[
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            ),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def eof_received(self) -> None:
+        if self._lingering:
+            self.transport.close()
+            return
+        super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
@@ -76,7 +112,10 @@ def protocol_for(settings: Settings) -> type[GuardedH11Protocol]:
     return type(
         "GuardedH11Protocol",
         (GuardedH11Protocol,),
-        {"header_timeout": settings.header_timeout_seconds},
+        {
+            "header_timeout": settings.header_timeout_seconds,
+            "max_head_bytes": settings.max_header_bytes,
+        },
     )
 
 

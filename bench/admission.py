@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fractal import admission
+from fractal.locations import FLAKE, GAIA
 from fractal.spec import AnimationSpec
 
 FRAMES = 12
@@ -59,6 +60,78 @@ CPU_CASES: list[tuple[str, dict[str, Any]]] = [
     ("dust (c = 0.4+0.3i), max_iter 10000", {"c": [0.4, 0.3], "max_iter": 10000, **STILL}),
     ("rotating through the set, max_iter 3000", {"c": [0.3, 0.0], "max_iter": 3000}),
 ]
+# Frames whose cost the view's probe estimates (admission.VIEW_KERNEL_SECONDS_PER_SAMPLE_COST).
+VIEW_CPU_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("mandelbrot, the whole set, max_iter 500", {"fractal": "mandelbrot", "max_iter": 500}),
+    (
+        "mandelbrot beside the 0.25 cusp, max_iter 10000",
+        {"fractal": "mandelbrot", "center": [0.2505, 0.0], "scale": 1e-3, "max_iter": 10000},
+    ),
+    (
+        "mandelbrot seahorse valley, max_iter 10000",
+        {"fractal": "mandelbrot", "center": [-0.7435, 0.1314], "scale": 2e-4, "max_iter": 10000},
+    ),
+    (
+        "zoom to 1e-30 at gaia, 400x300, max_iter 20000",
+        {
+            "fractal": "mandelbrot",
+            "center": GAIA,
+            "scale": 1.5,
+            "camera": {"kind": "zoom", "zoom_to": 1e-30},
+            "max_iter": 20000,
+            "width": 400,
+            "height": 300,
+        },
+    ),
+    (
+        "zoom to 1e-30 at flake, 400x300, max_iter 20000",
+        {
+            "fractal": "mandelbrot",
+            "center": FLAKE,
+            "scale": 1.5,
+            "camera": {"kind": "zoom", "zoom_to": 1e-30},
+            "max_iter": 20000,
+            "width": 400,
+            "height": 300,
+        },
+    ),
+    (
+        "gaia at 1e-100, 400x300, max_iter 50000",
+        {
+            "fractal": "mandelbrot",
+            "center": GAIA,
+            "scale": 1e-100,
+            "max_iter": 50000,
+            "width": 400,
+            "height": 300,
+            "frames": 3,
+        },
+    ),
+    ("burning ship, max_iter 2000", {"fractal": "burning_ship", "max_iter": 2000}),
+    ("tricorn, max_iter 2000", {"fractal": "tricorn", "max_iter": 2000}),
+    ("multibrot 5, max_iter 2000", {"fractal": "multibrot", "power": 5, "max_iter": 2000}),
+    ("newton, max_iter 200", {"fractal": "newton", "max_iter": 200}),
+    (
+        "burning ship julia, max_iter 2000",
+        {"fractal": "burning_ship_julia", "c": [-0.5, -0.5], "max_iter": 2000},
+    ),
+    (
+        "multibrot 3 julia zoomed, max_iter 5000",
+        {"fractal": "multibrot_julia", "power": 3, "scale": 0.3, "max_iter": 5000},
+    ),
+    (
+        "multibrot 8 julia, c = 0 (inside), max_iter 5000",
+        {"fractal": "multibrot_julia", "power": 8, "c": [0.0, 0.0], "max_iter": 5000, **STILL},
+    ),
+    (
+        "tricorn julia, c = -0.5 (inside), max_iter 5000",
+        {"fractal": "tricorn_julia", "c": [-0.5, 0.0], "max_iter": 5000, **STILL},
+    ),
+    (
+        "tricorn zoomed in its interior edge, max_iter 10000",
+        {"fractal": "tricorn", "center": [-0.3, 0.0], "scale": 0.05, "max_iter": 10000},
+    ),
+]
 MEMORY_CASES: list[tuple[str, dict[str, Any]]] = [
     ("800x600", {}),
     ("800x600 fire, supersample 4", {"colormap": "fire", "supersample": 4}),
@@ -68,6 +141,18 @@ MEMORY_CASES: list[tuple[str, dict[str, Any]]] = [
         {"width": 1920, "height": 1080, "colormap": "ocean", "supersample": 2},
     ),
     ("3840x2160 classic", {"width": 3840, "height": 2160}),
+]
+VIEW_MEMORY_CASES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "gaia at 1e-100, 800x600, max_iter 50000",
+        {
+            "fractal": "mandelbrot",
+            "center": GAIA,
+            "scale": 1e-100,
+            "max_iter": 50000,
+            "frames": 4,
+        },
+    ),
 ]
 OUTPUT_CASES: list[tuple[str, dict[str, Any]]] = [
     ("standard", {}),
@@ -166,6 +251,9 @@ def worker_base() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-memory", action="store_true", help="no fresh-process runs")
+    parser.add_argument(
+        "--views-only", action="store_true", help="only the CPU cases that probe a view"
+    )
     args = parser.parse_args()
 
     from fractal.engine.frames import warm_kernels
@@ -179,7 +267,7 @@ def main() -> None:
     }
     heading = f"{'measured':>10} {'estimate':>10} {'ratio':>7}"
     print(f"{'CPU (one chunk of ' + str(FRAMES) + ' frames)':48} {heading}")
-    for name, overrides in CPU_CASES:
+    for name, overrides in VIEW_CPU_CASES if args.views_only else CPU_CASES + VIEW_CPU_CASES:
         spec = spec_of(overrides)
         measured, _ = measure_cpu(spec)
         estimate = admission.estimate_cost(spec, FRAMES).cpu_seconds
@@ -190,7 +278,7 @@ def main() -> None:
         print(f"{name:48} {measured:9.3f}s {estimate:9.3f}s {ratio:7.2f}", flush=True)
 
     print(f"\n{'output bytes':48} {'measured':>10} {'estimate':>10} {'ratio':>7}")
-    for name, overrides in OUTPUT_CASES:
+    for name, overrides in [] if args.views_only else OUTPUT_CASES:
         spec = spec_of({"frames": 48, **overrides})
         _, size = measure_cpu(spec)
         estimate_bytes = admission.estimate_cost(spec, 48).output_bytes
@@ -211,7 +299,8 @@ def main() -> None:
 
     if not args.skip_memory:
         print(f"\n{'memory of one chunk (fresh process)':48} {heading}")
-        for name, overrides in MEMORY_CASES:
+        memory_cases = VIEW_MEMORY_CASES if args.views_only else MEMORY_CASES + VIEW_MEMORY_CASES
+        for name, overrides in memory_cases:
             spec = spec_of({"frames": MEMORY_FRAMES, **overrides})
             measured_bytes = measure_memory(spec)
             estimate_bytes = admission.estimate_cost(spec, FRAMES).chunk_memory_bytes

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from fractal.chunks import frame_costs
+from fractal.chunks import costs_follow_critical_orbit, frame_costs
 
 if TYPE_CHECKING:
     from fractal.spec import AnimationSpec
@@ -43,6 +43,12 @@ KERNEL_SECONDS_PER_SAMPLE = 12e-9
 # the bound must take the slowest, a view wholly inside the c = 0.25 basin, where every
 # pixel runs to max_iter at about 0.56 ns an iteration.
 KERNEL_SECONDS_PER_SAMPLE_COST = 510e-9
+# The same for frames whose cost probes the view itself (the parameter-plane fractals,
+# Newton, any moving camera: ``fractal.chunks._view_costs``), where a unit is about 45
+# float64 iterations of every pixel (or 22 by perturbation) and the probe already sees
+# the interior: the slowest views measured (slow escapers beside a parabolic cusp, the
+# deep frames of a zoom whose counts are extrapolated) set it, with bench/admission.py.
+VIEW_KERNEL_SECONDS_PER_SAMPLE_COST = 120e-9
 COLOUR_SECONDS_PER_SAMPLE = {"classic": 3e-9, "smooth": 42e-9}
 DOWNSAMPLE_SECONDS_PER_SAMPLE = 5e-9
 ENCODE_SECONDS_PER_PIXEL = 35e-9  # RGB -> YUV 4:2:0 and libx264 (veryfast, one thread)
@@ -80,7 +86,7 @@ class CostEstimate:
 
 
 def colouring(spec: AnimationSpec) -> str:
-    return "classic" if spec.colormap.value == "classic" else "smooth"
+    return "classic" if spec.colouring.value == "classic" else "smooth"
 
 
 def estimate_cost(spec: AnimationSpec, frames_per_chunk: int) -> CostEstimate:
@@ -88,9 +94,13 @@ def estimate_cost(spec: AnimationSpec, frames_per_chunk: int) -> CostEstimate:
     factor = spec.supersample
     samples = spec.pixels * factor * factor
     frames = spec.frame_count
+    per_cost = (
+        KERNEL_SECONDS_PER_SAMPLE_COST
+        if costs_follow_critical_orbit(spec)
+        else VIEW_KERNEL_SECONDS_PER_SAMPLE_COST
+    )
     kernel = samples * sum(
-        KERNEL_SECONDS_PER_SAMPLE + KERNEL_SECONDS_PER_SAMPLE_COST * (cost - 1.0)
-        for cost in frame_costs(spec)
+        KERNEL_SECONDS_PER_SAMPLE + per_cost * (cost - 1.0) for cost in frame_costs(spec)
     )
     per_frame = (
         samples * COLOUR_SECONDS_PER_SAMPLE[colouring(spec)]

@@ -8,8 +8,10 @@ workflow rebuilds them from their stops, ``fractal render`` plans its own.
 from __future__ import annotations
 
 import bisect
+import cmath
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,25 +80,224 @@ def critical_escape(c: complex, max_iter: int) -> int:
 COST_SAMPLES = 120
 COST_ITERATIONS = 1000
 
+# Views (parameter-plane fractals, or any moving camera) are estimated from the mean escape
+# count of a few probe points per sampled frame: a frame costs
+# 1 + mean count / ITERATIONS_PER_FRAME_COST, where an iteration of every pixel costs
+# 1/45 of a simple frame in float64 (0.7 ns per pixel iteration against 31 ns per pixel
+# for colouring and encoding, measured at 800x600) and 1/22 by perturbation: along the
+# issue's 400x300 zoom to 1e-30 at gaia the deep frames measured 2.6 - 3.6 ms per unit of
+# cost at 1/11, against 5.2 - 5.9 for the float64 frames, after the lane-parallel
+# perturbation kernel (the mean counts of deep frames are extrapolated, so this factor
+# absorbs that estimate's bias too).
+FLOAT_ITERATIONS_PER_FRAME_COST = 45.0
+DEEP_ITERATIONS_PER_FRAME_COST = 22.0
+# The probe: PROBE_FRAMES frames spread over the animation, a PROBE_COLUMNS x PROBE_ROWS
+# grid of points each, PROBE_ITERATIONS at most per point (worst case about 0.1 s).
+PROBE_FRAMES = 12
+PROBE_COLUMNS, PROBE_ROWS = 4, 3
+PROBE_ITERATIONS = 2000
+# An interior point is found periodic by the kernels' cycle checks after about this many,
+# in the families where those checks find interiors quickly.
+INTERIOR_ITERATIONS = 100
+CYCLE_CHECKED = frozenset({"julia", "mandelbrot"})
+# The families whose pixels iterate with the frame's c: the orbit of their critical point
+# (0) says how slowly their pixels escape, as for Julia's.
+JULIA_KINDS = frozenset({"julia", "burning_ship_julia", "tricorn_julia", "multibrot_julia"})
+# Below float64's reach the probe cannot run: the mean count is extrapolated along the
+# zoom from the probed frames, or, with none, taken as this many per decade of depth.
+ITERATIONS_PER_DECADE = 90.0
+
+
+def costs_follow_critical_orbit(spec: AnimationSpec) -> bool:
+    """Whether ``frame_costs`` follows Julia's critical orbit (a still camera on a Julia
+    set) rather than probing the view: the two scales differ in what a unit of cost hides
+    (a critical orbit cannot tell a cheap interior from a parabolic one)."""
+    from fractal.spec import StillCamera
+
+    return spec.fractal.value in JULIA_KINDS and isinstance(spec.camera, StillCamera)
+
 
 def frame_costs(spec: AnimationSpec) -> list[float]:
-    """Estimated relative render cost of every frame (pure Python, deterministic).
+    """Estimated relative render cost of every frame (pure Python, deterministic, bounded).
 
-    A Julia frame is expensive when c is in or near the Mandelbrot set: then many pixels
-    escape slowly or not at all. The orbit of the critical point measures exactly that.
-    Long animations are sampled (each frame takes the cost of the sample before it), and an
-    orbit still bounded after ``COST_ITERATIONS`` counts as never escaping.
+    1.0 is a simple frame (one that escapes at once everywhere). A Julia animation with a
+    still camera follows its critical orbit (``_critical_costs``); anything with a view
+    to look at (the parameter-plane fractals, Newton, a moving camera) probes the view
+    (``_view_costs``), which follows a zoom's growth in cost over orders of magnitude.
+    """
+    if costs_follow_critical_orbit(spec):
+        return _critical_costs(spec)
+    return _view_costs(spec)
+
+
+def frame_iterations(spec: AnimationSpec, frame: int) -> float:
+    """Estimated mean iterations a pixel of ``frame`` runs (at most ``max_iter``): what a
+    single still of it costs, for the preview's work cap. Julia families still: their
+    critical orbit (``max_iter`` when it never escapes); views: the probe, as
+    ``frame_costs`` estimates them."""
+    if costs_follow_critical_orbit(spec):
+        limit = min(spec.max_iter, COST_ITERATIONS)
+        escape = _critical_escape_of(spec, spec.c_at(frame), limit)
+        return float(spec.max_iter if escape >= limit else max(escape, 1))
+    from fractal.spec import PERTURBATION_BELOW
+
+    cost = _view_costs(spec)[frame]
+    deep = spec.view_at(frame).scale < PERTURBATION_BELOW
+    per_cost = DEEP_ITERATIONS_PER_FRAME_COST if deep else FLOAT_ITERATIONS_PER_FRAME_COST
+    return min(float(spec.max_iter), max(1.0, (cost - 1.0) * per_cost))
+
+
+def _critical_escape_of(spec: AnimationSpec, c: complex, limit: int) -> int:
+    kind = spec.fractal.value
+    if kind == "julia":
+        return critical_escape(c, limit)
+    return probe_count(kind, spec.degree, 0j, c, limit)
+
+
+def _critical_costs(spec: AnimationSpec) -> list[float]:
+    """A Julia frame (of any family) is expensive when c is in or near the family's
+    connectedness locus: then many pixels escape slowly or not at all. The orbit of the
+    critical point measures exactly that. Long animations are sampled (each frame takes
+    the cost of the sample before it), and an orbit still bounded after
+    ``COST_ITERATIONS`` counts as never escaping.
     """
     frames = spec.frame_count
     step = -(-frames // COST_SAMPLES)
     limit = min(spec.max_iter, COST_ITERATIONS)
     costs: list[float] = []
     for sample in range(0, frames, step):
-        escape = critical_escape(spec.c_at(sample), limit)
+        escape = _critical_escape_of(spec, spec.c_at(sample), limit)
         iterations = spec.max_iter if escape >= limit else escape
         cost = 1.0 + iterations / CRITICAL_ITERATIONS_PER_FRAME_COST
         costs.extend([cost] * min(step, frames - sample))
     return costs
+
+
+def _step(kind: str, power: int) -> Callable[[complex, complex], complex]:
+    """One iteration of a fractal's map, z -> f(z) + c (Newton: its own step)."""
+    if kind.startswith("burning_ship"):
+        return lambda z, c: complex(abs(z.real), abs(z.imag)) ** 2 + c
+    if kind.startswith("tricorn"):
+        return lambda z, c: z.conjugate() ** 2 + c
+    if kind.startswith("multibrot"):
+        return lambda z, c: z**power + c
+    return lambda z, c: z * z + c
+
+
+def probe_count(kind: str, power: int, point: complex, c: complex, limit: int) -> int:
+    """Iterations of one probe point (``limit``: never escaped or converged)."""
+    if kind == "newton":
+        z = point
+        for n in range(limit):
+            if min(abs(z - root) for root in _CUBE_ROOTS) < 1e-6:
+                return n
+            if z == 0:
+                return limit
+            z -= (z**3 - 1) / (3 * z * z)
+        return limit
+    step = _step(kind, power)
+    julia = kind == "julia" or kind.endswith("_julia")
+    z, parameter = (point, c) if julia else (0j, point)
+    for n in range(limit):
+        if z.real * z.real + z.imag * z.imag > 4.0:
+            return n
+        z = step(z, parameter)
+    return limit
+
+
+def _in_main_cardioid(spec: AnimationSpec, c: complex) -> bool:
+    """A Mandelbrot point of the main cardioid or the period-2 bulb."""
+    if spec.fractal.value != "mandelbrot":
+        return False
+    q = (c.real - 0.25) ** 2 + c.imag**2
+    return q * (q + c.real - 0.25) <= 0.25 * c.imag**2 or abs(c + 1) <= 0.25
+
+
+_CUBE_ROOTS = (1 + 0j, complex(-0.5, 0.8660254037844386), complex(-0.5, -0.8660254037844386))
+
+
+def _probe_mean(spec: AnimationSpec, frame: int) -> float:
+    """Mean iterations of the probe points of a frame's (float64-reachable) view."""
+    view = spec.view_at(frame)
+    center = view.center
+    turn = cmath.exp(1j * view.rotation)
+    half_width = view.scale * spec.width / spec.height
+    limit = min(spec.max_iter, PROBE_ITERATIONS)
+    c = spec.c_at(frame)
+    total = 0.0
+    for row in range(PROBE_ROWS):
+        for column in range(PROBE_COLUMNS):
+            offset = complex(
+                ((2 * column + 1) / PROBE_COLUMNS - 1) * half_width,
+                (1 - (2 * row + 1) / PROBE_ROWS) * view.scale,
+            )
+            point = center + turn * offset
+            count = probe_count(spec.fractal.value, spec.degree, point, c, limit)
+            if count >= limit:
+                # Julia and Mandelbrot interiors cost the kernels' cycle checks, not
+                # max_iter (their attracting cycles settle into exact float cycles within
+                # a few passes); a slow escaper at least the probe's limit. The other
+                # families' orbits rarely repeat bit for bit (Burning Ship's folding,
+                # multibrot's slow attractors: measured near max_iter), so anything the
+                # probe could not see escape costs them max_iter.
+                if spec.fractal.value not in CYCLE_CHECKED:
+                    count = spec.max_iter
+                elif limit == spec.max_iter or _in_main_cardioid(spec, point):
+                    count = INTERIOR_ITERATIONS
+                else:
+                    count = limit
+            total += count
+    return total / (PROBE_ROWS * PROBE_COLUMNS)
+
+
+def _view_costs(spec: AnimationSpec) -> list[float]:
+    """Probe a few frames, interpolate the rest in zoom depth (log scale), extrapolate the
+    frames beyond float64 along the zoom."""
+    from fractal.spec import PERTURBATION_BELOW
+
+    frames = spec.frame_count
+    depths = [math.log10(1.0 / spec.view_at(frame).scale) for frame in range(frames)]
+    samples = sorted(
+        {round(k * (frames - 1) / max(PROBE_FRAMES - 1, 1)) for k in range(PROBE_FRAMES)}
+    )
+    probed = [
+        (depths[frame], _probe_mean(spec, frame))
+        for frame in samples
+        if spec.view_at(frame).scale >= PERTURBATION_BELOW
+    ]
+    probed.sort()
+    costs = []
+    for depth in depths:
+        mean = _mean_at(depth, probed)
+        deep = depth > -math.log10(PERTURBATION_BELOW)
+        mean = min(mean, float(spec.max_iter))
+        per_cost = DEEP_ITERATIONS_PER_FRAME_COST if deep else FLOAT_ITERATIONS_PER_FRAME_COST
+        costs.append(1.0 + mean / per_cost)
+    return costs
+
+
+def _mean_at(depth: float, probed: list[tuple[float, float]]) -> float:
+    """The mean count at a depth: interpolated between probes, extrapolated past them."""
+    if not probed:
+        return max(depth + 1.0, 1.0) * ITERATIONS_PER_DECADE
+    if len(probed) == 1:
+        only_depth, only_mean = probed[0]
+        return only_mean + max(0.0, depth - only_depth) * ITERATIONS_PER_DECADE
+    depths = [d for d, _ in probed]
+    index = bisect.bisect_left(depths, depth)
+    if 0 < index < len(probed):
+        (d0, m0), (d1, m1) = probed[index - 1], probed[index]
+        u = (depth - d0) / (d1 - d0) if d1 > d0 else 0.0
+        return m0 + (m1 - m0) * u
+    if index == 0:
+        return probed[0][1]
+    # Deeper than every probe: continue the trend of the deepest half of the probes
+    # (at least ITERATIONS_PER_DECADE / 4 per decade: counts grow along a zoom).
+    tail = probed[len(probed) // 2 :]
+    (d0, m0), (d1, m1) = tail[0], tail[-1]
+    slope = (m1 - m0) / (d1 - d0) if d1 > d0 else 0.0
+    slope = max(slope, ITERATIONS_PER_DECADE / 4)
+    return m1 + slope * (depth - d1)
 
 
 def plan_balanced_chunks(costs: Sequence[float], count: int) -> list[Chunk]:

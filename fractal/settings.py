@@ -248,7 +248,8 @@ class Settings(BaseSettings):
     preview_max_work_units: int = Field(
         default=1_000_000_000,
         ge=1,
-        description="most width x height x supersample² x max_iter of one preview",
+        description="most width x height x supersample² x estimated iterations a pixel "
+        "(max_iter where the estimate cannot tell) of one preview",
     )
     previews_per_minute: int = Field(
         default=600,

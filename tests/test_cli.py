@@ -45,7 +45,7 @@ def test_render_rejects_bad_input_with_the_field_and_range(tmp_path: Path) -> No
     )
     assert result.exit_code == 2
     assert "width: must be an even number from 16 to 3840, got 801" in result.output
-    assert "max_iter: must be a number from 1 to 10000, got 0" in result.output
+    assert "max_iter: must be a number from 1 to 100000, got 0" in result.output
     assert "c.re:" in result.output
     assert not output.exists()
 

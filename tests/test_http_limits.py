@@ -211,6 +211,21 @@ def test_an_oversized_header_is_refused(guarded: tuple[str, Settings]) -> None:
     assert status_of(answer) == 400, answer[:300]
 
 
+def test_a_head_over_the_limit_is_answered_not_reset(guarded: tuple[str, Settings]) -> None:
+    """A preview whose spec in the URL passes the head limit (1 MiB): the client sends it
+    all and reads the 400 (a lingering close), where closing at once with its bytes unread
+    made the kernel reset the connection and the client saw only "connection reset"."""
+    _, settings = guarded
+    for _ in range(3):
+        with connect(settings) as sock:
+            sock.sendall(
+                b"GET /v1/preview?spec=" + b"7" * (1024 * 1024) + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            answer = read_answer(sock, timeout=5)
+        assert status_of(answer) == 400, answer[:300]
+        assert b"a request head is at most" in answer
+
+
 def test_ordinary_requests_still_pass(guarded: tuple[str, Settings]) -> None:
     base_url, _ = guarded
     with httpx.Client(base_url=base_url) as client:

@@ -5,7 +5,7 @@ ones inside functions):
     api                                                -- the HTTP service
     activities | workflows                             -- the Temporal worker's two halves
     fractal.engine | fractal.<infrastructure>          -- rendering | settings, db, storage, ...
-    fractal.spec, fractal.chunks, fractal.states      -- light base, standard library + pydantic
+    fractal.spec, fractal.chunks, fractal.states, fractal.locations -- light base
 
 A module may import its own package and the layers below it, never those above; the
 engine and the workflows stay free of infrastructure; benchmarks never import tests.
@@ -23,7 +23,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("fractal", "activities", "workflows", "api", "bench", "tests")
 
-BASE = {"fractal.spec", "fractal.chunks", "fractal.states", "fractal.admission"}
+BASE = {
+    "fractal.spec",
+    "fractal.chunks",
+    "fractal.states",
+    "fractal.admission",
+    "fractal.locations",
+}
 INFRASTRUCTURE = {
     "fractal.settings",
     "fractal.db",

@@ -105,7 +105,8 @@ def test_the_preview_shows_the_frame_of_the_path(local_stack: Stack) -> None:
         ({"spec": "{}", "width": 2000, "height": 1000}, ["query", "width"], "too large"),
         ({"spec": "{}", "width": 479}, ["query", "width"], "even number"),
         (
-            {"spec": '{"max_iter": 10000, "supersample": 4}', "width": 640},
+            # c inside the set: pixels may run to max_iter, 640 x 480 x 16 x 10000 of them.
+            {"spec": '{"c": [-0.12, 0.75], "max_iter": 10000, "supersample": 4}', "width": 640},
             ["query", "spec", "max_iter"],
             "too expensive",
         ),
@@ -195,6 +196,43 @@ def test_map_tiles_are_the_mandelbrot_set(local_stack: Stack) -> None:
             response = client.get(bad)
             assert response.status_code == 404 and "no tile" in response.json()["detail"]
         assert client.get("/v1/map/tiles/1/0/0.gif").status_code == 422
+
+
+def test_a_deep_zoom_previews_and_is_estimated_as_submit_would_take_it(
+    local_stack: Stack,
+) -> None:
+    """The issue's zoom (decimal-string center, zoom camera, max_iter 20000) through the
+    studio's API: its last frame (1e-30, perturbation) previews with structure, and the
+    estimate admits it; a view the probe cannot see escape at a huge max_iter is refused
+    by the preview's work cap, naming max_iter."""
+    from fractal.locations import GAIA
+
+    zoom = {
+        "fractal": "mandelbrot",
+        "center": list(GAIA),
+        "scale": 1.5,
+        "camera": {"kind": "zoom", "zoom_to": 1e-30},
+        "max_iter": 20000,
+        "width": 400,
+        "height": 300,
+        "fps": 30,
+        "duration": 10,
+    }
+    with local_stack.client() as client:
+        deepest = preview(client, zoom, frame=299, width=160, format="png")
+        assert deepest.status_code == 200, deepest.text
+        pixels = np.asarray(image_of(deepest).convert("L"), dtype=float)
+        assert pixels.shape == (120, 160) and pixels.std() > 5  # structure, not one colour
+
+        estimate = client.post("/v1/animations/estimate", json=zoom).json()
+        assert estimate["accepted"] is True, estimate
+        assert estimate["frames"] == 300 and len(estimate["chunks"]) > 1
+
+        slow = {"fractal": "burning_ship", "max_iter": 100000, "width": 640, "height": 480}
+        refused = preview(client, slow, width=640)
+    assert refused.status_code == 422, refused.text
+    [problem] = refused.json()["detail"]
+    assert problem["loc"] == ["query", "spec", "max_iter"] and "too expensive" in problem["msg"]
 
 
 # -- the spec: schema and estimate ------------------------------------------------------------

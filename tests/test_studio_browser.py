@@ -4,9 +4,11 @@ test-artifacts/ (git-ignored)."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -149,6 +151,61 @@ def test_a_person_explores_renders_watches_plays_copies_and_deletes(local_stack:
         page.get_by_role("button", name="Sign in").wait_for()
         assert page.evaluate("() => sessionStorage.getItem('fractal-studio-session')") is None
         snap(page, "account-deleted")
+        assert log.outside(origin_of(local_stack.base_url)) == []
+
+
+@pytest.mark.slow
+def test_a_deep_zoom_is_set_up_previewed_and_estimated_in_the_studio(local_stack: Stack) -> None:
+    """The issue's zoom typed into the form: a 200-digit centre pasted as text keeps every
+    digit, the camera's zoom variant takes its end scale, the estimate admits 300 frames and
+    the last frame (1e-30, perturbation) previews without an error."""
+    from fractal.locations import GAIA
+
+    shots = artifacts_dir("studio-deep-zoom")
+    with chromium() as browser:
+        page, log = open_studio(browser, local_stack.base_url, DESKTOP)
+        page.get_by_label("Fractal", exact=True).select_option("mandelbrot")
+        assert page.locator("#preview-title").text_content() == "Mandelbrot preview"
+        page.get_by_label("Camera", exact=True).select_option("zoom")
+        fields = {
+            "Zoom to": "1e-30",
+            "Width": "400",
+            "Height": "300",
+            "Duration (s)": "10",
+            "Frames per second": "30",
+            "Max iterations": "20000",
+        }
+        for label, value in fields.items():
+            page.get_by_label(label, exact=True).fill(value)
+            page.get_by_label(label, exact=True).press("Tab")
+        centre = page.locator("[data-path='center']")
+        for part, digits in zip(("re", "im"), GAIA, strict=True):
+            box = centre.locator(f"[data-path='center.{part}'] input")
+            box.fill(digits)
+            box.press("Tab")
+        page.wait_for_function(
+            "text => document.querySelector('#estimate').textContent.includes(text)",
+            arg="400×300 · 300 frames",
+            timeout=30_000,
+        )
+        assert not page.locator("#render").is_disabled()
+        # What the page asked the server for: every digit of the centre, the zoom camera.
+        [last] = [url for url in log.urls if "/v1/preview?" in url][-1:]
+        spec = json.loads(parse_qs(urlsplit(last).query)["spec"][0])
+        assert [str(value) for value in spec["center"].values()] == list(GAIA)
+        assert spec["camera"] == {"kind": "zoom", "zoom_to": 1e-30}
+        assert (spec["fractal"], spec["max_iter"]) == ("mandelbrot", 20000)
+
+        before = page.locator("#preview-image").get_attribute("src")
+        page.locator("#frame").fill("299")
+        page.wait_for_function(
+            "before => document.querySelector('#preview-image').src !== before",
+            arg=before,
+            timeout=60_000,
+        )
+        assert "300 / 300" in (page.locator("#frame-label").text_content() or "")
+        assert page.locator("#preview-error").text_content() == ""
+        page.screenshot(path=str(shots / "deep-zoom-last-frame.png"))
         assert log.outside(origin_of(local_stack.base_url)) == []
 
 

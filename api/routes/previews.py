@@ -21,6 +21,7 @@ from api.requester import RequesterDep
 from api.schemas import Problem
 from api.stills import Still, preview_etag, tile_etag
 from api.strict_json import json_problem
+from fractal.chunks import frame_iterations
 from fractal.engine.stills import (
     MAP_EXTENT,
     MAX_TILE_ZOOM,
@@ -98,16 +99,20 @@ def preview_size(
 
 
 def check_preview_work(
-    context: AppContext, spec: AnimationSpec, width: int, height: int, where: str
+    context: AppContext, spec: AnimationSpec, frame: int, width: int, height: int, where: str
 ) -> None:
-    work = width * height * spec.supersample**2 * spec.max_iter
+    """Refuse a still whose estimated work (pixels x supersample² x the iterations its
+    pixels are expected to run: ``max_iter`` where the estimate cannot tell, far fewer
+    along most of a deep zoom) passes the cap."""
+    iterations = math.ceil(frame_iterations(spec, frame))
+    work = width * height * spec.supersample**2 * iterations
     limit = context.settings.preview_max_work_units
     if work > limit:
         raise invalid(
             (where, "spec", "max_iter"),
             f"preview too expensive: {width} x {height} x supersample² {spec.supersample**2} "
-            f"x max_iter {spec.max_iter} = {work} exceeds {limit}; lower max_iter, "
-            "supersample or the preview size",
+            f"x {iterations} estimated iterations a pixel (max_iter {spec.max_iter}) = {work} "
+            f"exceeds {limit}; lower max_iter, supersample or the preview size",
             spec.max_iter,
         )
 
@@ -160,7 +165,8 @@ async def preview_image(
     width, height = preview_size(
         spec, preview.width, preview.height, context.settings.preview_max_pixels, where
     )
-    check_preview_work(context, spec, width, height, where)
+    # The estimate probes the view in Python (up to about 0.1 s): off the event loop.
+    await run_in_threadpool(check_preview_work, context, spec, preview.frame, width, height, where)
     return await image_response(
         request,
         context,
@@ -195,7 +201,8 @@ async def preview_get(
 
     The size is ``width`` x ``height`` (give one and the other follows the spec's aspect;
     neither: the spec's size scaled down to the cap), at most
-    `FRACTAL_PREVIEW_MAX_PIXELS`, and width x height x supersample² x max_iter at most
+    `FRACTAL_PREVIEW_MAX_PIXELS`, and width x height x supersample² x the frame's estimated
+    iterations a pixel (max_iter where it cannot tell) at most
     `FRACTAL_PREVIEW_MAX_WORK_UNITS`. No account needed; a bearer token makes the rate
     limit per user instead of per address. Use ``POST`` for specs too long for a URL.
     """

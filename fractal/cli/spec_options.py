@@ -1,8 +1,11 @@
 """Command-line options for every field of the animation spec, derived from the model.
 
-``@spec_options`` adds one option per ``AnimationSpec`` field (and one per field of the
-c-path variants, ``--path`` choosing the variant) to a Typer command, with the field's
-description, allowed range and default as help. The command receives the given values
+``@spec_options`` adds one option per ``AnimationSpec`` field to a Typer command, with the
+field's description, allowed range and default as help. A field that is a union of
+variants (the c ``path``, the ``camera``) becomes a choice of its ``kind`` (``--path``,
+``--camera``) plus one option per field of its variants (``--points``, ``--zoom-to``); a
+variant's fields given without its kind choose the first variant that has them all, so
+``--zoom-to 1e-30`` alone is a zoom. The command receives the given values
 as ``spec_fields``, a dict of the spec's shape. A new spec field appears in every
 command that takes a spec without touching the CLI.
 """
@@ -21,17 +24,26 @@ import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from fractal.spec import AnimationSpec, Complex, ParameterPath
+from fractal.spec import AnimationSpec, CameraKey, Complex
 
-PATH_FIELD = "path"
-PATH_KIND = "kind"
+KIND = "kind"
 # Several values in one option (a list field): "re,im;re,im".
 LIST_SEPARATOR = ";"
 
 
-def _path_variants() -> list[type[BaseModel]]:
-    union = get_args(ParameterPath)[0]
-    return list(get_args(union))
+def _variants(field: FieldInfo) -> list[type[BaseModel]]:
+    """The variants of a discriminated union field (none for other fields)."""
+    if field.discriminator != KIND:
+        return []
+    return [arg for arg in get_args(field.annotation) if isinstance(arg, type)]
+
+
+# Union fields and their variants: {"path": [RotatePath, ...], "camera": [StillCamera, ...]}.
+UNIONS = {
+    name: variants
+    for name, field in AnimationSpec.model_fields.items()
+    if (variants := _variants(field))
+}
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -65,9 +77,12 @@ def _help(field: FieldInfo, default: Any) -> str:
         even = "even, " if extra.get("multipleOf") == 2 else ""
         parts.append(f"({even}{extra['minimum']:g}..{extra['maximum']:g})")
     annotation = _unwrap_optional(field.annotation)
-    if annotation is Complex or (_is_list(field.annotation)):
-        example = '"re,im"' if annotation is Complex else '"re,im;re,im;..."'
-        parts.append(f"as {example}")
+    if annotation is Complex:
+        parts.append('as "re,im" (exact decimals of any length)')
+    elif _is_list(field.annotation):
+        item = get_args(annotation)[0]
+        one = '"re,im,scale[,rotation]' if item is CameraKey else '"re,im'
+        parts.append(f'as {one};..."')
     # Not "[default: x]": the help is rich markup, square brackets would vanish.
     if isinstance(default, Complex):
         parts.append(f"(default {default.re:g},{default.im:g})")
@@ -82,19 +97,22 @@ def _option_name(name: str) -> str:
 
 
 def _fields() -> dict[str, tuple[FieldInfo, Any]]:
-    """Every option: the spec's fields, the path's variant fields, ``--path`` itself."""
+    """Every option: the spec's fields, each union's kind and its variants' fields."""
     options: dict[str, tuple[FieldInfo, Any]] = {}
     for name, field in AnimationSpec.model_fields.items():
-        if name == PATH_FIELD:
-            kinds = [variant.model_fields[PATH_KIND].default for variant in _path_variants()]
-            choice = FieldInfo(annotation=str, description=field.description)
-            options[PATH_FIELD] = (choice, kinds[0])
-            for variant in _path_variants():
-                for sub_name, sub_field in variant.model_fields.items():
-                    if sub_name != PATH_KIND and sub_name not in options:
-                        options[sub_name] = (sub_field, _default_of(sub_field))
+        if name not in UNIONS:
+            options[name] = (field, _default_of(field))
             continue
-        options[name] = (field, _default_of(field))
+        kinds = [variant.model_fields[KIND].default for variant in UNIONS[name]]
+        choice = FieldInfo(annotation=str, description=field.description)
+        options[name] = (choice, kinds[0])
+        for variant in UNIONS[name]:
+            for sub_name, sub_field in variant.model_fields.items():
+                if sub_name == KIND or sub_name in options:
+                    continue
+                if sub_name in AnimationSpec.model_fields:
+                    raise TypeError(f"{name} variant field {sub_name!r} shadows a spec field")
+                options[sub_name] = (sub_field, _default_of(sub_field))
     return options
 
 
@@ -136,11 +154,17 @@ def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _union_of(option: str) -> str | None:
+    """The union field an option belongs to (its kind or a variant's field), if any."""
+    for union, variants in UNIONS.items():
+        if option == union or any(option in variant.model_fields for variant in variants):
+            return union
+    return None
+
+
 def spec_fields_from_options(options: dict[str, Any]) -> dict[str, Any]:
     """The spec fields the user gave (None = not given), shaped like the spec's JSON."""
     fields: dict[str, Any] = {}
-    path: dict[str, Any] = {}
-    path_names = {name for variant in _path_variants() for name in variant.model_fields}
     for name, value in options.items():
         if value is None:
             continue
@@ -149,33 +173,33 @@ def spec_fields_from_options(options: dict[str, Any]) -> dict[str, Any]:
             value = [item for item in value.split(LIST_SEPARATOR) if item.strip()]
         elif isinstance(value, Enum):
             value = value.value
-        if name == PATH_FIELD:
-            path[PATH_KIND] = value
-        elif name in path_names:
-            path[name] = value
-        else:
+        union = _union_of(name)
+        if union is None:
             fields[name] = value
-    if path:
-        fields[PATH_FIELD] = path
-    return _with_path_kind(fields)
+        else:
+            fields.setdefault(union, {})[KIND if name == union else name] = value
+    return _with_kinds(fields)
 
 
 def merge_spec_fields(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` over ``base`` (a ``--spec`` JSON object); the path's fields merge too."""
+    """``given`` over ``base`` (a ``--spec`` JSON object); union fields merge too."""
     merged = {**base, **given}
-    base_path, given_path = base.get(PATH_FIELD), given.get(PATH_FIELD)
-    if isinstance(base_path, dict) and isinstance(given_path, dict):
-        merged[PATH_FIELD] = {**base_path, **given_path}
-    return _with_path_kind(merged)
+    for union in UNIONS:
+        base_part, given_part = base.get(union), given.get(union)
+        if isinstance(base_part, dict) and isinstance(given_part, dict):
+            merged[union] = {**base_part, **given_part}
+    return _with_kinds(merged)
 
 
-def _with_path_kind(fields: dict[str, Any]) -> dict[str, Any]:
-    """A path given without its kind (``--points`` alone) takes the first kind that has
-    every field given."""
-    path = fields.get(PATH_FIELD)
-    if isinstance(path, dict) and PATH_KIND not in path:
-        for variant in _path_variants():
-            if set(path) <= set(variant.model_fields):
-                kind = variant.model_fields[PATH_KIND].default
-                return {**fields, PATH_FIELD: {PATH_KIND: kind, **path}}
+def _with_kinds(fields: dict[str, Any]) -> dict[str, Any]:
+    """A union given without its kind (``--points`` or ``--zoom-to`` alone) takes the first
+    kind that has every field given."""
+    fields = dict(fields)
+    for union, variants in UNIONS.items():
+        part = fields.get(union)
+        if isinstance(part, dict) and KIND not in part:
+            for variant in variants:
+                if set(part) <= set(variant.model_fields):
+                    fields[union] = {KIND: variant.model_fields[KIND].default, **part}
+                    break
     return fields

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from .animation import default_workers, render_animation
 from .frames import FrameRenderer, warm_kernels
-from .kernels import EscapeBuffers, JuliaKernel, Kernel, MandelbrotKernel, PixelGrid, kernel_for
+from .kernels import (
+    EscapeBuffers,
+    JuliaKernel,
+    Kernel,
+    MandelbrotKernel,
+    PerturbationKernel,
+    PixelGrid,
+    kernel_for,
+)
 from .memory import pin_mmap_threshold
 from .video import (
     ENCODER,
@@ -34,6 +42,7 @@ __all__ = [
     "JuliaKernel",
     "Kernel",
     "MandelbrotKernel",
+    "PerturbationKernel",
     "PixelGrid",
     "RenderCancelled",
     "SegmentInfo",

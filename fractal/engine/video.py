@@ -86,18 +86,21 @@ def render_segment(
     on_frame: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     encoder: EncoderSettings = ENCODER,
+    keepalive: Callable[[], None] | None = None,
 ) -> SegmentInfo:
     """Render frames ``first_frame .. stop_frame - 1`` into an MP4 segment.
 
     Frames are streamed into the encoder one at a time, so memory does not grow with the
     segment's length. ``on_frame(frame)`` is called after each frame is encoded;
-    ``should_stop()`` is polled before each frame (raises ``RenderCancelled``).
+    ``should_stop()`` is polled before each frame (raises ``RenderCancelled``);
+    ``keepalive()`` is called while a frame is being computed (during a deep frame's
+    reference orbit and between its bands of rows), so a slow frame can heartbeat.
     """
     if not 0 <= first_frame < stop_frame <= spec.frame_count:
         raise ValueError(
             f"frames {first_frame}..{stop_frame} are outside the animation's 0..{spec.frame_count}"
         )
-    renderer = FrameRenderer(spec)
+    renderer = FrameRenderer(spec, keepalive=keepalive)
     with _open_output(destination) as container:
         stream = container.add_stream(
             encoder.codec, rate=spec.fps, options=encoder.codec_options(spec.fps, threads)

@@ -152,7 +152,23 @@ async function main() {
   }
 
   // -- estimate and validation: the server decides -------------------------------------
+  // The titles say what the panels show for the chosen fractal: c matters to the Julia
+  // families only; the others take c from the pixel.
+  function retitle() {
+    const fractal = form.get(["fractal"]) ?? defaults.fractal ?? "julia";
+    const usesC = fractal === "julia" || fractal.endsWith("_julia");
+    const name = fractal.replace(/_julia$/, "").replaceAll("_", " ");
+    const pretty = name.charAt(0).toUpperCase() + name.slice(1);
+    $("#preview-title").textContent = usesC
+      ? `${fractal === "julia" ? "Julia" : `${pretty} Julia`} set preview`
+      : `${pretty} preview`;
+    $("#map-title").textContent = usesC
+      ? "Choose c on the Mandelbrot set"
+      : "The Mandelbrot set · c applies to Julia fractals only";
+  }
+
   function specChanged(path, dragging = false) {
+    retitle();
     syncMapFromSpec();
     if (path === "c" || path.startsWith("c.")) {
       // While c moves, frame 0 is c itself: show it at once.

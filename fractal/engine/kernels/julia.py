@@ -3,7 +3,8 @@
 What makes it fast, without changing a single count:
 - Symmetry. Julia sets are symmetric under z -> -z. The pixel grid is centred on the view
   (pixel centres at (i + 0.5) / w), so for a view centred on the origin the bottom half of
-  the frame is the top half turned by 180 degrees, bit for bit: only half is iterated.
+  the frame is the top half turned by 180 degrees, bit for bit: the frame renderer
+  iterates only half (``Symmetry.POINT``).
 - SIMD passes. The pixels of a tile are iterated in blocks of ``LANES`` by loops with a
   fixed trip count and no branches (an escaped lane is frozen by a select), which LLVM
   vectorises. After each pass the unfinished pixels are compacted to the front, so the
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import EscapeBuffers, PixelGrid
+from .base import EscapeBuffers, PixelGrid, StatelessKernel, Symmetry
 
 LANES = 32
 TILE = 2048
@@ -90,7 +91,7 @@ def _iterate(
 
 @njit(
     "void(float64[:, :, ::1], int64[::1], int64, int64, float64, float64, int64, float64,"
-    " int32[::1], float64[::1], boolean, boolean)",
+    " int32[::1], float64[::1], boolean)",
     nogil=True,
     cache=True,
 )
@@ -106,7 +107,6 @@ def _finish_survivors(
     flat_counts: np.ndarray,
     flat_r2: np.ndarray,
     want_r2: bool,
-    mirror: bool,
 ) -> None:
     """Iterate pixels that survived the first pass (all ``done`` iterations in) to the end.
 
@@ -114,7 +114,6 @@ def _finish_survivors(
     written (branch-free; unfinished ones are overwritten by a later pass) and the
     unfinished ones are compacted to the front so the next pass runs on dense blocks.
     """
-    last = flat_counts.size - 1
     steps = 2 * FIRST_PASS
     while pending > 0 and done < max_iter:
         steps = min(steps, max_iter - done)
@@ -138,13 +137,8 @@ def _finish_survivors(
             # iterations already have count == max_iter.
             value = np.int32(max_iter if n < 0.0 else n)
             flat_counts[pixel] = value
-            if mirror:
-                flat_counts[last - pixel] = value
             if want_r2:
-                r2 = x * x + y * y
-                flat_r2[pixel] = r2
-                if mirror:
-                    flat_r2[last - pixel] = r2
+                flat_r2[pixel] = x * x + y * y
             target = state[kept // LANES]
             target[ZR, kept % LANES] = x
             target[ZI, kept % LANES] = y
@@ -156,14 +150,14 @@ def _finish_survivors(
 
 
 @njit(
-    "void(float64[::1], float64[::1], float64, float64, int64, float64,"
-    " int32[:, ::1], float64[:, ::1], boolean, boolean)",
+    "void(float64[:, :], float64[:, :], float64, float64, int64, float64,"
+    " int32[:, ::1], float64[:, ::1], boolean)",
     nogil=True,
     cache=True,
 )
 def escape_counts(
-    xs: np.ndarray,
-    ys: np.ndarray,
+    re: np.ndarray,
+    im: np.ndarray,
     cr: float,
     ci: float,
     max_iter: int,
@@ -171,31 +165,23 @@ def escape_counts(
     counts: np.ndarray,
     final_r2: np.ndarray,
     want_r2: bool,
-    mirror: bool,
 ) -> None:
-    """Fill ``counts[j, i]`` with the escape count of z0 = xs[i] + 1j * ys[j].
+    """Fill ``counts[j, i]`` with the escape count of z0 = re[j, i] + 1j * im[j, i].
 
     The count is the number of iterations done while |z|**2 <= ``bailout2``, at most
     ``max_iter`` (= interior). With ``want_r2``, ``final_r2`` gets |z|**2 of the first z
-    outside the bailout (for smooth colouring); otherwise it is not touched. With
-    ``mirror`` only the top half is iterated and copied to the bottom half rotated by 180
-    degrees; the caller guarantees that xs and ys are exact negatives of themselves
-    reversed (a view centred on the origin).
+    outside the bailout (for smooth colouring); otherwise it is not touched. ``re`` and
+    ``im`` may have any strides (an unrotated grid passes broadcast rows and columns).
 
     Most pixels escape within a few iterations, so the first pass runs straight along the
     rows, ``LANES`` pixels at a time, and writes their results in order; only the pixels
     still going afterwards are queued for the longer passes of ``_finish_survivors``.
     """
-    height = ys.size
-    width = xs.size
-    rows = height // 2 if mirror else height
-    last = height * width - 1
+    height, width = counts.shape
     flat_counts = counts.reshape(height * width)
     flat_r2 = final_r2.reshape(height * width)
     first_steps = min(FIRST_PASS, max_iter)
 
-    padded_xs = np.zeros(width + LANES)  # lets the last block of a row read past its end
-    padded_xs[:width] = xs
     lane_r = np.empty(LANES)
     lane_i = np.empty(LANES)
     lane_alive = np.empty(LANES)
@@ -205,14 +191,14 @@ def escape_counts(
     slot = np.zeros(TILE + 2 * LANES, np.int64)
     pending = 0
 
-    for row in range(rows):
-        y = ys[row]
+    for row in range(height):
         for col in range(0, width, LANES):
             used = min(LANES, width - col)
             for k in range(LANES):
-                lane_r[k] = padded_xs[col + k]
-                lane_i[k] = y
-                lane_alive[k] = 1.0 if k < used else 0.0
+                inside = k < used
+                lane_r[k] = re[row, col + k] if inside else 0.0
+                lane_i[k] = im[row, col + k] if inside else 0.0
+                lane_alive[k] = 1.0 if inside else 0.0
                 lane_count[k] = 0.0
             for _ in range(first_steps):
                 for k in range(LANES):
@@ -229,15 +215,9 @@ def escape_counts(
             start = row * width + col
             for k in range(used):
                 flat_counts[start + k] = np.int32(lane_count[k])
-            if mirror:
-                for k in range(used):
-                    flat_counts[last - start - k] = np.int32(lane_count[k])
             if want_r2:
                 for k in range(used):
                     flat_r2[start + k] = lane_r[k] * lane_r[k] + lane_i[k] * lane_i[k]
-                if mirror:
-                    for k in range(used):
-                        flat_r2[last - start - k] = flat_r2[start + k]
             survivors = 0.0
             for k in range(LANES):
                 survivors += lane_alive[k]
@@ -254,7 +234,7 @@ def escape_counts(
                         slot[pending] = start + k
                         pending += 1
             # Iterate the queue once it is full, and at the very end.
-            if pending > TILE or (row == rows - 1 and col + LANES >= width):
+            if pending > TILE or (row == height - 1 and col + LANES >= width):
                 _finish_survivors(
                     state,
                     slot,
@@ -267,32 +247,21 @@ def escape_counts(
                     flat_counts,
                     flat_r2,
                     want_r2,
-                    mirror,
                 )
                 pending = 0
 
 
-def symmetric_view(center: complex) -> bool:
-    """Whether a view centred here can be mirrored (z -> -z maps the grid onto itself)."""
-    return center == 0
-
-
-class JuliaKernel:
+class JuliaKernel(StatelessKernel):
     """z -> z² + c from z0 = the pixel, c fixed for the frame."""
+
+    def symmetry(self, c: complex, grid: PixelGrid) -> Symmetry:
+        # z -> -z maps the grid onto itself when it is centred on the origin.
+        return Symmetry.POINT if grid.center == 0 else Symmetry.NONE
 
     def escape_counts(
         self, c: complex, grid: PixelGrid, max_iter: int, bailout2: float, out: EscapeBuffers
     ) -> None:
-        mirror = symmetric_view(grid.center)
+        re, im = grid.coordinates()
         escape_counts(
-            grid.xs,
-            grid.ys,
-            c.real,
-            c.imag,
-            max_iter,
-            bailout2,
-            out.counts,
-            out.final_r2,
-            out.want_r2,
-            mirror,
+            re, im, c.real, c.imag, max_iter, bailout2, out.counts, out.final_r2, out.want_r2
         )

@@ -7,8 +7,9 @@ with z0 = 0 and c taken from the pixel. What makes it fast without changing a co
 - Interior tests. Points of the main cardioid and of the period-2 bulb are inside the set:
   they get ``max_iter`` without iterating (the largest black areas of most views).
 - Mirror symmetry. The set is symmetric about the real axis and conjugating c conjugates
-  the whole orbit exactly in floating point, so a view centred on the real axis iterates
-  its top half only (row j and row height - 1 - j have exactly opposite imaginary parts).
+  the whole orbit exactly in floating point, so of a view centred on the real axis the
+  frame renderer iterates the top half only (row j and row height - 1 - j have exactly
+  opposite imaginary parts: ``Symmetry.MIRROR``).
 - SIMD passes and exact cycle detection, as in the Julia kernel: fixed-length branch-free
   passes over blocks of ``LANES`` pixels, survivors compacted between passes, and a pixel
   whose z returns bit for bit to an earlier value is inside.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import EscapeBuffers, PixelGrid
+from .base import EscapeBuffers, PixelGrid, StatelessKernel, Symmetry
 
 LANES = 32
 TILE = 2048
@@ -124,39 +125,39 @@ def _finish(
 
 
 @njit(
-    "void(float64[::1], float64[::1], int64, float64, int32[:, ::1], float64[:, ::1],"
-    " boolean, int64)",
+    "void(float64[:, :], float64[:, :], int64, float64, int32[:, ::1], float64[:, ::1], boolean)",
     nogil=True,
     cache=True,
 )
 def escape_counts(
-    xs: np.ndarray,
-    ys: np.ndarray,
+    re: np.ndarray,
+    im: np.ndarray,
     max_iter: int,
     bailout2: float,
     counts: np.ndarray,
     final_r2: np.ndarray,
     want_r2: bool,
-    rows: int,
 ) -> None:
-    """Counts of the first ``rows`` rows of the grid (the caller mirrors the rest)."""
-    width = xs.size
+    """Counts of c = re[j, i] + 1j * im[j, i] (any strides) into ``counts[j, i]``."""
+    rows, width = counts.shape
     first_steps = min(FIRST_PASS, max_iter)
     state = np.zeros((TILE // LANES + 2, FIELDS, LANES))
     slot = np.zeros(TILE + 2 * LANES, np.int64)
     lane_r = np.empty(LANES)
     lane_i = np.empty(LANES)
     lane_cr = np.empty(LANES)
+    lane_ci = np.empty(LANES)
     lane_alive = np.empty(LANES)
     lane_count = np.empty(LANES)
     pending = 0
     for row in range(rows):
-        y = ys[row]
         for column in range(0, width, LANES):
             used = min(LANES, width - column)
             for k in range(LANES):
-                x = xs[column + k] if k < used else 0.0
+                x = re[row, column + k] if k < used else 0.0
+                y = im[row, column + k] if k < used else 0.0
                 lane_cr[k] = x
+                lane_ci[k] = y
                 lane_r[k] = 0.0
                 lane_i[k] = 0.0
                 lane_count[k] = 0.0
@@ -172,7 +173,7 @@ def escape_counts(
                     y2 = yy * yy
                     go = (lane_alive[k] != 0.0) & (x2 + y2 <= bailout2)
                     lane_r[k] = (x2 - y2 + lane_cr[k]) if go else x
-                    lane_i[k] = (2.0 * x * yy + y) if go else yy
+                    lane_i[k] = (2.0 * x * yy + lane_ci[k]) if go else yy
                     lane_count[k] += 1.0 if go else 0.0
                     lane_alive[k] = 1.0 if go else 0.0
             for k in range(used):
@@ -186,7 +187,7 @@ def escape_counts(
                     target[ZR, lane] = lane_r[k]
                     target[ZI, lane] = lane_i[k]
                     target[CR, lane] = lane_cr[k]
-                    target[CI, lane] = y
+                    target[CI, lane] = lane_ci[k]
                     target[COUNT, lane] = lane_count[k]
                     target[ALIVE, lane] = 1.0
                     slot[pending] = row * width + column + k
@@ -199,21 +200,19 @@ def escape_counts(
     _finish(state, slot, pending, first_steps, max_iter, bailout2, counts, final_r2, want_r2)
 
 
-class MandelbrotKernel:
+def mirror_symmetry(grid: PixelGrid) -> Symmetry:
+    """Conjugation maps an unrotated grid centred on the real axis onto itself."""
+    return Symmetry.MIRROR if grid.center.imag == 0.0 and not grid.rotated else Symmetry.NONE
+
+
+class MandelbrotKernel(StatelessKernel):
     """c = the pixel, z0 = 0; the frame's own c is not used."""
+
+    def symmetry(self, c: complex, grid: PixelGrid) -> Symmetry:
+        return mirror_symmetry(grid)
 
     def escape_counts(
         self, c: complex, grid: PixelGrid, max_iter: int, bailout2: float, out: EscapeBuffers
     ) -> None:
-        height = grid.ys.size
-        mirror = grid.center.imag == 0.0 and height > 1
-        rows = (height + 1) // 2 if mirror else height
-        escape_counts(
-            grid.xs, grid.ys, max_iter, bailout2, out.counts, out.final_r2, out.want_r2, rows
-        )
-        if mirror:
-            # Row height-1-j has exactly the opposite imaginary part of row j (an odd
-            # height's middle row is the real axis itself).
-            out.counts[rows:] = out.counts[: height - rows][::-1]
-            if out.want_r2:
-                out.final_r2[rows:] = out.final_r2[: height - rows][::-1]
+        re, im = grid.coordinates()
+        escape_counts(re, im, max_iter, bailout2, out.counts, out.final_r2, out.want_r2)
