@@ -209,6 +209,66 @@ def test_a_deep_zoom_is_set_up_previewed_and_estimated_in_the_studio(local_stack
         assert log.outside(origin_of(local_stack.base_url)) == []
 
 
+def test_the_preview_is_explored_by_clicking_and_scrolling(local_stack: Stack) -> None:
+    """A click centres the view on the point under the pointer, the wheel zooms around it;
+    a 200-digit centre at a 1e-30 view keeps every digit above the view's size."""
+    from fractal.locations import GAIA
+
+    with chromium() as browser:
+        page, _ = open_studio(browser, local_stack.base_url, DESKTOP)
+        page.get_by_label("Fractal", exact=True).select_option("mandelbrot")
+        image = page.locator("#preview-image")
+        centre_re = page.locator("[data-path='center.re'] input")
+        centre_im = page.locator("[data-path='center.im'] input")
+        scale = page.get_by_label("View half-height", exact=True)
+
+        def changed_preview(action: Any) -> None:
+            before = image.get_attribute("src")
+            action()
+            page.wait_for_function(
+                "before => document.querySelector('#preview-image').src !== before",
+                arg=before,
+                timeout=30_000,
+            )
+
+        # The default view: half-height 1.2, so three quarters across the picture is
+        # re = 0.5 x 1.2 x the aspect.
+        width = float(page.get_by_label("Width", exact=True).input_value())
+        height = float(page.get_by_label("Height", exact=True).input_value())
+        box = image.bounding_box()
+        assert box is not None
+        changed_preview(
+            lambda: image.click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
+        )
+        expected_re = 0.5 * 1.2 * width / height
+        assert float(centre_re.input_value()) == pytest.approx(expected_re, abs=0.02)
+        assert float(centre_im.input_value()) == pytest.approx(0.0, abs=0.02)
+
+        # Scrolling in over the centre: two thirds of the half-height, the centre kept.
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        changed_preview(lambda: page.mouse.wheel(0, -100))
+        assert float(scale.input_value()) == pytest.approx(0.8)
+        assert float(centre_re.input_value()) == pytest.approx(expected_re, abs=0.02)
+
+        # Deep: the pasted centre's digits survive a click; only those below 1e-30 move.
+        for box_input, digits in ((centre_re, GAIA[0]), (centre_im, GAIA[1])):
+            box_input.fill(digits)
+            box_input.press("Tab")
+        scale.fill("1e-30")
+        scale.press("Tab")
+        page.get_by_label("Max iterations", exact=True).fill("20000")
+        page.get_by_label("Max iterations", exact=True).press("Tab")
+        page.wait_for_timeout(500)
+        changed_preview(
+            lambda: image.click(position={"x": box["width"] * 0.6, "y": box["height"] * 0.4})
+        )
+        moved_re, moved_im = centre_re.input_value(), centre_im.input_value()
+        assert moved_re != GAIA[0] and moved_im != GAIA[1]
+        assert moved_re[:30] == GAIA[0][:30] and len(moved_re) > 45  # to 1e-28
+        assert moved_im[:30] == GAIA[1][:30]  # to 1e-27
+        assert page.locator("#preview-error").text_content() == ""
+
+
 def test_the_page_asks_nothing_of_any_other_origin_and_fits_a_phone(local_stack: Stack) -> None:
     origin = origin_of(local_stack.base_url)
     shots = artifacts_dir("studio-offline")

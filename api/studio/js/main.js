@@ -7,6 +7,7 @@ import { confirmDialog, h, toast } from "./dom.js";
 import { bytes, seconds, trim } from "./format.js";
 import { SpecForm } from "./form.js";
 import { CPlaneMap } from "./map.js";
+import { pictureFraction, planeOffset, shiftDecimal, shownScale } from "./navigate.js";
 import { LivePreview } from "./preview.js";
 import { Session } from "./session.js";
 
@@ -90,6 +91,55 @@ async function main() {
   const preview = new LivePreview($("#preview-image"), $("#preview-status"), (problem) => {
     previewError.textContent = problem ? problem.message : "";
   });
+
+  // -- exploring in the preview: click to centre, wheel to zoom (navigate.js) ------------
+  const image = $("#preview-image");
+  const asNumberIfExact = (text) => (String(Number(text)) === text ? Number(text) : text);
+
+  function shownView() {
+    const spec = { ...defaults, ...currentSpec() };
+    const scale = shownScale(spec, defaults, frameCount(), frame);
+    if (scale === null || !Number.isFinite(scale)) return null;
+    const aspect = Number(spec.width) / Number(spec.height);
+    return { spec, scale, aspect, rotation: Number(spec.rotation ?? 0) };
+  }
+
+  // Moves the view's centre by `fraction` of the offset from it to the point under the
+  // pointer (1: that point becomes the centre); returns the view, or null off the picture.
+  function moveCentre(event, fraction) {
+    const view = shownView();
+    const where = pictureFraction(image, event);
+    if (!view || !where) return null;
+    const offset = planeOffset(where, view.aspect, view.scale, view.rotation);
+    const centre = view.spec.center ?? { re: 0, im: 0 };
+    form.put(["center"], {
+      re: asNumberIfExact(shiftDecimal(centre.re, offset.re * fraction, view.scale)),
+      im: asNumberIfExact(shiftDecimal(centre.im, offset.im * fraction, view.scale)),
+    });
+    return view;
+  }
+
+  image.addEventListener("click", (event) => {
+    if (!moveCentre(event, 1)) return;
+    form.refresh();
+    specChanged("center");
+  });
+  image.addEventListener(
+    "wheel",
+    (event) => {
+      const camera = form.get(["camera"]) ?? defaults.camera;
+      if (camera && camera.kind !== "still") return; // a moving camera's scales are its own
+      event.preventDefault();
+      const factor = event.deltaY < 0 ? 1 / 1.5 : 1.5;
+      // The point under the pointer stays there: the centre moves by (1 - factor) of it.
+      const view = moveCentre(event, 1 - factor);
+      if (!view) return;
+      form.put(["scale"], Number((view.scale * factor).toPrecision(12)));
+      form.refresh();
+      specChanged("scale");
+    },
+    { passive: false },
+  );
 
   const slider = $("#frame");
   const frameLabel = $("#frame-label");
