@@ -23,6 +23,7 @@ from .video import (
     SegmentInfo,
     VideoInfo,
     concat_segments,
+    probe_video,
     render_segment,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "default_workers",
     "kernel_for",
     "pin_mmap_threshold",
+    "probe_video",
     "render_animation",
     "render_segment",
     "warm_kernels",

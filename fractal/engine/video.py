@@ -85,13 +85,17 @@ def render_segment(
     threads: int = 1,
     on_frame: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    end_early: Callable[[], bool] | None = None,
     encoder: EncoderSettings = ENCODER,
 ) -> SegmentInfo:
     """Render frames ``first_frame .. stop_frame - 1`` into an MP4 segment.
 
     Frames are streamed into the encoder one at a time, so memory does not grow with the
     segment's length. ``on_frame(frame)`` is called after each frame is encoded;
-    ``should_stop()`` is polled before each frame (raises ``RenderCancelled``).
+    ``should_stop()`` is polled before each frame (raises ``RenderCancelled``);
+    ``end_early()`` is polled after each frame but the last: when it says so, the segment
+    is closed there, a complete segment of the frames so far (its ``stop_frame`` says where
+    it ended), so a long chunk can be stored in parts.
     """
     if not 0 <= first_frame < stop_frame <= spec.frame_count:
         raise ValueError(
@@ -121,6 +125,9 @@ def render_segment(
             encode_seconds += encoded - rendered
             if on_frame is not None:
                 on_frame(frame_number)
+            if frame_number + 1 < stop_frame and end_early is not None and end_early():
+                stop_frame = frame_number + 1
+                break
         started = time.perf_counter()
         container.mux(stream.encode(None))
         encode_seconds += time.perf_counter() - started
@@ -182,6 +189,22 @@ def concat_segments(
                 offset = end
     size = Path(destination).stat().st_size
     return VideoInfo(frames=frames, duration=offset, size=size)
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Frames, duration and size of an MP4 (one joined by ``concat_segments``), read from
+    its packets without decoding."""
+    frames = 0
+    end = Fraction(0)
+    with av.open(path, mode="r") as source:
+        stream = source.streams.video[0]
+        time_base = stream.time_base
+        assert time_base is not None
+        for packet in _packets(source.demux(stream)):
+            frames += 1
+            if packet.pts is not None:
+                end = max(end, (packet.pts + (packet.duration or 0)) * time_base)
+    return VideoInfo(frames=frames, duration=end, size=Path(path).stat().st_size)
 
 
 def _packets(packets: Iterable[av.Packet]) -> Iterable[av.Packet]:
