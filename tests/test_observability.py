@@ -155,7 +155,7 @@ def test_submissions_by_outcome_and_rate_limit_rejections(local_stack: Stack) ->
         assert value(text, "fractal_api_submissions_total", outcome=outcome) == 0
     assert value(text, "fractal_api_submissions_total", outcome="accepted") == 1
     assert value(text, "fractal_api_submissions_total", outcome="rate_limited") == 1
-    assert value(text, "fractal_api_submissions_total", outcome="start_failed") == 0
+    assert value(text, "fractal_api_submissions_total", outcome="start_deferred") == 0
     assert value(text, "fractal_api_rate_limit_rejections_total", rule="submit") == 1
     route = {"method": "POST", "route": "/v1/animations"}
     assert value(text, "fractal_api_requests_total", **route, status="429") == 1
