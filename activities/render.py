@@ -388,11 +388,11 @@ class WorkerActivities(RenderActivities):
         try:
             with _store_refusals("read"):
                 self.store.get_file(key, path)
-        except (FileNotFoundError, KeyError) as error:
-            raise _missing(key) from error
+        except (FileNotFoundError, KeyError):
+            raise _missing(key) from None
         except Exception as error:
             if getattr(error, "code", None) in ("NoSuchKey", "NoSuchObject"):
-                raise _missing(key) from error
+                raise _missing(key) from None
             raise
 
     def _stored(self, key: str) -> bool:
@@ -481,11 +481,13 @@ def _store_refusals(operation: str) -> Iterator[None]:
         reason = permanent_failure(error)
         if reason is None:
             raise
+        # The task's error says why in words; the path or address is for the log only.
+        log.warning("the object store refused to %s: %r", operation, error)
         raise ApplicationError(
             f"the object store refused to {operation}: {reason}",
             type=STORAGE_REFUSED_ERROR,
             non_retryable=True,
-        ) from error
+        ) from None
 
 
 class WorkerShuttingDown(ApplicationError):

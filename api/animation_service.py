@@ -245,15 +245,15 @@ def _submit(
     # The row is durable from here: if its workflow cannot be started now, the reconcile
     # loop starts it once Temporal answers (the task shows it waits, and why).
     attempt.outcome = "start_deferred"
-    if context.queue_health.unreachable_since is None:
-        try:
-            anyio.from_thread.run(start_workflow, context, render_request(context, task))
-        except Exception as error:
-            log.warning("task %s queued, its workflow starts later: %r", task.id, error)
-        else:
-            task.workflow_started_at = utcnow()
-            session.commit()
-            attempt.outcome = "accepted"
+    try:
+        # Bounded by FRACTAL_TEMPORAL_CONNECT_TIMEOUT_SECONDS (2 s).
+        anyio.from_thread.run(start_workflow, context, render_request(context, task))
+    except Exception as error:
+        log.warning("task %s queued, its workflow starts later: %r", task.id, error)
+    else:
+        task.workflow_started_at = utcnow()
+        session.commit()
+        attempt.outcome = "accepted"
     log.info("task %s queued (%d frames)", task.id, task.frames_total)
     return task
 

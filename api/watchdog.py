@@ -35,7 +35,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from api.context import AppContext
-from api.render_service import bounded, terminate_workflow
+from api.render_service import terminate_workflow
 from api.task_queues import POLLER_FRESH_SECONDS, QueueKind, QueueState, WaitReason
 from fractal.db import Task, chunk_frames_done, utcnow
 from fractal.states import ACTIVE_STATES, FINAL_STATES, TaskState
@@ -44,6 +44,10 @@ from fractal.temporal import bookkeeping_queue
 from fractal.usage import settle_task
 
 log = logging.getLogger("fractal.api")
+
+# A background pass may wait longer for Temporal than a request (a first connection on a
+# busy machine), so that a slow answer is not taken for an unreachable server.
+TEMPORAL_TIMEOUT_SECONDS = 10.0
 
 # Why the API ended a task (the ``reason`` label of fractal_api_tasks_ended_total).
 CANCEL_NOT_COMPLETED = "cancel_not_completed"
@@ -82,7 +86,7 @@ async def describe_queues(context: AppContext) -> dict[QueueKind, QueueState]:
                 task_queue_type=queue_type,
                 report_stats=True,
             ),
-            timeout=timedelta(seconds=settings.temporal_connect_timeout_seconds),
+            timeout=timedelta(seconds=TEMPORAL_TIMEOUT_SECONDS),
         )
         polls = [poller.last_access_time.ToDatetime(tzinfo=now.tzinfo) for poller in answer.pollers]
         fresh = [poll for poll in polls if (now - poll).total_seconds() <= POLLER_FRESH_SECONDS]
@@ -100,7 +104,7 @@ async def refresh_health(context: AppContext) -> None:
     health, metrics = context.queue_health, context.metrics
     now = utcnow()
     try:
-        queues = await bounded(context, describe_queues(context))
+        queues = await asyncio.wait_for(describe_queues(context), TEMPORAL_TIMEOUT_SECONDS)
     except Exception as error:
         log.warning("watchdog: Temporal does not answer: %r", error)
         health.unreachable(now)

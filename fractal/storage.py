@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import hmac
+import logging
 import os
 import re
 import shutil
@@ -155,7 +156,14 @@ class LocalStore:
         self.root = root
         self.signer = signer
         self.download_url = download_url.rstrip("/") if download_url else None
-        _private_directory(self.root)
+        try:
+            _private_directory(self.root)
+        except OSError as error:
+            # A read-only or full volume: the process starts, and readiness (``check``)
+            # says the store cannot take a write.
+            logging.getLogger("fractal.storage").warning(
+                "the store directory %s cannot be prepared: %s", self.root, error
+            )
 
     def path_of(self, key: str) -> Path:
         return self.root / _checked_key(key)
