@@ -93,6 +93,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "submission_burst": 1_000,
         "max_active_tasks": 5,
         "render_heartbeat_timeout_seconds": 4.0,
+        # Chunks longer than this are stored in parts: the tests' renders use both ways.
+        "render_checkpoint_seconds": 0.5,
         "compat_spec": {"width": 64, "height": 48, "frames": 24, "max_iter": 100},
     }
     values.update(overrides)

@@ -155,14 +155,21 @@ def concat_segments(
 
     Each segment's packets are shifted by the end of the previous segment (its last pts
     plus duration), which keeps pts and dts continuous and the total duration exact.
+
+    A segment of one or two frames has no B-frames, so its decoding timestamps start at its
+    first frame's, not two frames before like the others': its dts are moved back by the
+    difference (earlier decoding is always allowed), otherwise the next segment's first dts
+    would fall behind its last one and the muxer would refuse them.
     """
     if not segments:
         raise ValueError("no segments to join")
+    delays = [_decoding_delay(segment) for segment in segments]
+    delay = max(delays)
     frames = 0
     with _open_output(destination, faststart=True) as output:
         out_stream = None
         offset = Fraction(0)  # seconds already written
-        for segment in segments:
+        for segment, own_delay in zip(segments, delays, strict=True):
             if not isinstance(segment, (str, os.PathLike)):
                 segment.seek(0)
             with av.open(segment, mode="r") as source:
@@ -176,12 +183,15 @@ def concat_segments(
                 shift = offset / time_base
                 if shift.denominator != 1:
                     raise ValueError(f"segment boundary {offset}s is not on the {time_base} grid")
+                earlier = (delay - own_delay) / time_base
+                if earlier.denominator != 1:
+                    raise ValueError("segment decoding delays are not on the time grid")
                 end = offset
                 for packet in _packets(source.demux(in_stream)):
                     if packet.pts is None or packet.dts is None or not packet.duration:
                         raise ValueError("segment packet without timestamps or duration")
                     packet.pts += int(shift)
-                    packet.dts += int(shift)
+                    packet.dts += int(shift - earlier)
                     end = max(end, (packet.pts + packet.duration) * time_base)
                     frames += 1
                     packet.stream = out_stream
@@ -189,6 +199,20 @@ def concat_segments(
                 offset = end
     size = Path(destination).stat().st_size
     return VideoInfo(frames=frames, duration=offset, size=size)
+
+
+def _decoding_delay(segment: Destination) -> Fraction:
+    """How long before its first frame's presentation a segment's decoding starts."""
+    if not isinstance(segment, (str, os.PathLike)):
+        segment.seek(0)
+    with av.open(segment, mode="r") as source:
+        stream = source.streams.video[0]
+        assert stream.time_base is not None
+        for packet in _packets(source.demux(stream)):
+            if packet.pts is None or packet.dts is None:
+                raise ValueError("segment packet without timestamps")
+            return Fraction(packet.pts - packet.dts) * stream.time_base
+    raise ValueError("a segment without frames")
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
