@@ -150,13 +150,31 @@ def _stop_pid(pid: int, name: str, timeout: float, signum: int = signal.SIGTERM)
     try:
         process = psutil.Process(pid)
         process.send_signal(signum)
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        with contextlib.suppress(psutil.NoSuchProcess):
+        if not _ended(process, timeout):
             process.kill()
-            process.wait(5)
+            if not _ended(process, 5):
+                raise EmbeddedServerError(f"the {name} left running (pid {pid}) does not stop")
     except psutil.NoSuchProcess:
         pass
+
+
+def _ended(process: Any, timeout: float) -> bool:
+    """Whether ``process`` exits within ``timeout``. A zombie has ended: its parent (not us,
+    or a process that has not reaped it yet) still holds its pid, which a wait for the pid
+    to vanish would take for a live process."""
+    psutil = _import_embedded("psutil")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+            process.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            return True
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                return False
 
 
 # -- servers ------------------------------------------------------------------------------

