@@ -29,8 +29,15 @@ from api.observability import (
     TOO_LARGE_TO_STORE,
     TOO_MUCH_MEMORY,
 )
-from api.render_service import cancel_workflow, frames_per_chunk, render_request, start_workflow
-from api.schemas import Progress, TaskOut
+from api.render_service import (
+    cancel_workflow,
+    frames_per_chunk,
+    render_request,
+    start_workflow,
+    terminate_workflow,
+)
+from api.schemas import Progress, TaskOut, WaitingOut
+from api.watchdog import WORKFLOW_GONE, Ending, delete_objects, end_task
 from fractal.admission import (
     AdmissionLimits,
     CostEstimate,
@@ -43,7 +50,7 @@ from fractal.db import Task, User, progress_frames, utcnow
 from fractal.observability import bind
 from fractal.settings import Settings
 from fractal.spec import AnimationSpec
-from fractal.states import ACTIVE_STATES, TaskState
+from fractal.states import ACTIVE_STATES, FINAL_STATES, TaskState
 from fractal.temporal import workflow_id_for
 from fractal.usage import charge_cpu, cpu_used, settle_task, stored_bytes, utc_day
 
@@ -193,6 +200,10 @@ def _submit(
     except HTTPException:
         attempt.outcome = "rate_limiter_unavailable"
         raise
+    if context.queue_health.storage_writable is False:
+        # The latest probe write failed: a render could not store anything.
+        attempt.outcome = "storage_unavailable"
+        raise service_unavailable("the object store (it refuses writes)")
     estimate = cost_estimate(settings, spec)
     refusal = admission_refusal(settings, estimate)
     if refusal is not None:
@@ -231,18 +242,18 @@ def _submit(
     charge_cpu(session, user.id, utc_day(now), estimate.cpu_seconds)
     session.commit()
     bind(task_id=task.id, workflow_id=workflow_id_for(str(task.id)))
+    # The row is durable from here: if its workflow cannot be started now, the reconcile
+    # loop starts it once Temporal answers (the task shows it waits, and why).
+    attempt.outcome = "start_deferred"
     try:
+        # Bounded by FRACTAL_TEMPORAL_CONNECT_TIMEOUT_SECONDS (2 s).
         anyio.from_thread.run(start_workflow, context, render_request(context, task))
     except Exception as error:
-        log.exception("starting the workflow of task %s failed", task.id)
-        task.state = TaskState.failed
-        task.error = f"could not start the render workflow: {error}"[:2000]
-        task.finished_at = utcnow()
-        settle_task(session, task)
+        log.warning("task %s queued, its workflow starts later: %r", task.id, error)
+    else:
+        task.workflow_started_at = utcnow()
         session.commit()
-        attempt.outcome = "start_failed"
-        raise service_unavailable("the render service (Temporal)") from None
-    attempt.outcome = "accepted"
+        attempt.outcome = "accepted"
     log.info("task %s queued (%d frames)", task.id, task.frames_total)
     return task
 
@@ -274,9 +285,18 @@ def eta_seconds(task: Task, frames_done: int) -> float | None:
     return round(max(0.0, elapsed / frames_done * (task.frames_total - frames_done)), 1)
 
 
+def waiting(context: AppContext, task: Task) -> WaitingOut | None:
+    """Why an active task has no worker, once it has waited long enough to say so."""
+    wait = timedelta(seconds=context.settings.worker_wait_seconds)
+    found = context.queue_health.waiting(task.state, task.created_at, utcnow(), wait)
+    if found is None:
+        return None
+    return WaitingOut(reason=found.reason.value, message=found.message, since=found.since)
+
+
 def describe(context: AppContext, session: Session, task: Task) -> TaskOut:
     """The task as the v1 API shows it: state, progress, timings, its video's and poster's
-    URLs."""
+    URLs, whether it waits for a worker."""
     done = progress_frames(session, task)
     return TaskOut(
         id=task.id,
@@ -295,6 +315,8 @@ def describe(context: AppContext, session: Session, task: Task) -> TaskOut:
         video_url=video_url(context, task),
         video_size=task.video_size,
         poster_url=poster_url(context, task),
+        waiting=waiting(context, task),
+        cancel_requested=task.state in ACTIVE_STATES and task.cancel_requested_at is not None,
     )
 
 
@@ -307,44 +329,103 @@ def owned_task(session: Session, user: User, task_id: uuid.UUID) -> Task:
     return task
 
 
-def _cancel(context: AppContext, task: Task) -> bool:
-    """Ask Temporal to cancel the task's workflow; False if none is running."""
-    try:
-        return anyio.from_thread.run(cancel_workflow, context, str(task.id))
-    except Exception:
-        raise service_unavailable("the render service (Temporal)") from None
+def _locked(session: Session, task: Task) -> Task:
+    """The task's row, locked, as it is now (another request or the workflow may have moved
+    it since it was read): what happens next is decided on this."""
+    locked = session.scalar(
+        select(Task)
+        .where(Task.id == task.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if locked is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="animation not found")
+    return locked
 
 
 class Removal(Enum):
-    CANCEL_REQUESTED = "cancel requested"  # the workflow will mark the task canceled
-    DELETED = "deleted"  # the task was finished: row and video are gone
+    CANCELED = "canceled"  # it was queued (no worker had started it): canceled on the spot
+    CANCEL_REQUESTED = "cancel requested"  # it runs: its workflow (or the watchdog) ends it
+    DELETED = "deleted"  # it was finished: row, video and poster are gone
+
+
+def request_cancel(context: AppContext, session: Session, task: Task) -> Removal | None:
+    """Cancel an active task; None when it is final already (nothing changed).
+
+    Decided under the row's lock, so the answer is what happens: a queued task is canceled
+    at once (no worker needed: a workflow that starts later finds it canceled and renders
+    nothing); a running one gets ``cancel_requested_at``, after which its workflow cannot
+    commit a result, then its workflow is asked to stop. A result committed before the lock
+    stands: the task is final and None says so."""
+    task = _locked(session, task)
+    if task.state in FINAL_STATES:
+        session.rollback()
+        return None
+    now = utcnow()
+    task.cancel_requested_at = task.cancel_requested_at or now
+    if task.state == TaskState.queued:
+        task.state = TaskState.canceled
+        task.finished_at = now
+        settle_task(session, task)
+        session.commit()
+        _terminate_quietly(context, task)
+        return Removal.CANCELED
+    session.commit()
+    try:
+        running = anyio.from_thread.run(cancel_workflow, context, str(task.id))
+    except Exception as error:
+        # The watchdog ends it after FRACTAL_CANCEL_GRACE_SECONDS.
+        log.warning("cancel of task %s not delivered: %r", task.id, error)
+        return Removal.CANCEL_REQUESTED
+    if not running:
+        # Its workflow is gone (ended without recording, or never started): nothing else
+        # will end the row.
+        anyio.from_thread.run(end_task, context, Ending(task.id, TaskState.canceled, WORKFLOW_GONE))
+    return Removal.CANCEL_REQUESTED
+
+
+def _terminate_quietly(context: AppContext, task: Task) -> None:
+    try:
+        anyio.from_thread.run(terminate_workflow, context, str(task.id), "canceled while queued")
+    except Exception as error:  # it will find the row canceled and render nothing
+        log.info("workflow of canceled task %s not terminated: %r", task.id, error)
 
 
 def cancel_or_delete(context: AppContext, session: Session, task: Task) -> Removal:
-    """Active task: cancel it (the workflow marks it canceled). Finished: delete it."""
+    """Active task: cancel it. Finished: delete it with its video and poster."""
+    task = _locked(session, task)
     if task.state in ACTIVE_STATES:
-        if not _cancel(context, task):
-            # Its workflow never started or is gone: nothing else will update the row.
-            task.state = TaskState.canceled
-            task.finished_at = utcnow()
-            settle_task(session, task)
-            session.commit()
-        return Removal.CANCEL_REQUESTED
-    for key in stored_keys(task):
-        context.store.delete(key)
+        session.rollback()
+        removal = request_cancel(context, session, task)
+        if removal is not None:
+            return removal
+        task = _locked(session, task)  # it finished meanwhile: DELETE deletes it
+    keys = stored_keys(task)
     session.delete(task)
     session.commit()
+    for key in keys:
+        context.store.delete(key)
     return Removal.DELETED
 
 
 def delete_account(context: AppContext, session: Session, user: User) -> None:
-    """Cancel the user's running workflows, delete their videos, tasks and account."""
-    tasks = list(session.scalars(select(Task).where(Task.owner_id == user.id)))
+    """Cancel the user's active workflows, delete their videos, tasks and account.
+
+    The rows are locked first, so a render cannot commit its result in between; a workflow
+    asked to stop then finds its row gone and deletes what it made, and what is left (a
+    Temporal that did not answer) the orphan sweep deletes."""
+    tasks = list(session.scalars(select(Task).where(Task.owner_id == user.id).with_for_update()))
     for task in tasks:
         if task.state in ACTIVE_STATES:
-            _cancel(context, task)
-    for task in tasks:
-        for key in stored_keys(task):
-            context.store.delete(key)
+            try:
+                anyio.from_thread.run(cancel_workflow, context, str(task.id))
+            except Exception as error:
+                log.warning("cancel of task %s not delivered: %r", task.id, error)
+    keys = [key for task in tasks for key in stored_keys(task)]
     session.delete(user)  # tasks and progress rows go with it (ON DELETE CASCADE)
     session.commit()
+    for task in tasks:
+        if task.state in ACTIVE_STATES:
+            delete_objects(context, str(task.id))
+    for key in keys:
+        context.store.delete(key)

@@ -18,6 +18,7 @@ from api.observability import ApiMetrics
 from api.ratelimit import LoginBackoff, RateLimiter, Rule
 from api.security import PasswordGate
 from api.stills import StillRenderer
+from api.task_queues import QueueHealth
 from fractal.db import make_engine, make_session_factory
 from fractal.settings import Settings
 from fractal.storage import ObjectStore, make_store
@@ -51,6 +52,8 @@ class AppContext:
     previews: Rule
     map_tiles: Rule
     metrics: ApiMetrics = field(default_factory=ApiMetrics.create)
+    # The watchdog's latest view of the task queues and the store (api/watchdog.py).
+    queue_health: QueueHealth = field(default_factory=QueueHealth)
     # The tracing interceptor when tracing is on: workflow starts continue the request's trace.
     temporal_interceptors: Sequence[Interceptor] = ()
     _temporal: Client | None = None

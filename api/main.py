@@ -44,6 +44,7 @@ from api.routes import (
 )
 from api.security import check_jwt_secret
 from api.validation import request_validation_failed
+from api.watchdog import watch_forever
 from fractal.observability import shutdown_tracing, temporal_interceptors, tracer_provider
 from fractal.settings import Settings, get_settings
 
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None, *, tracing: Any = None) -> Fast
             ),
             asyncio.create_task(
                 expire_forever(context, timedelta(seconds=settings.expiry_interval_seconds))
+            ),
+            asyncio.create_task(
+                watch_forever(context, timedelta(seconds=settings.watchdog_interval_seconds))
             ),
             # Load the kernels and image codecs for previews without delaying the start.
             asyncio.create_task(run_in_threadpool(context.stills.warm)),

@@ -72,7 +72,8 @@ SUBMISSION_OUTCOMES = (
     CPU_QUOTA,
     STORAGE_QUOTA,
     "rate_limiter_unavailable",
-    "start_failed",
+    "storage_unavailable",
+    "start_deferred",
     "error",
 )
 
@@ -87,6 +88,15 @@ class ApiMetrics:
     in_flight: Gauge
     rate_limit_rejections: Counter
     submissions: Counter
+    # What the watchdog (api/watchdog.py) sees and does.
+    queue_pollers: Gauge
+    queue_backlog: Gauge
+    queue_backlog_age: Gauge
+    temporal_reachable: Gauge
+    storage_writable: Gauge
+    active_tasks: Gauge
+    waiting_tasks: Gauge
+    tasks_ended: Counter
 
     @classmethod
     def create(cls) -> ApiMetrics:
@@ -126,9 +136,60 @@ class ApiMetrics:
                 ["outcome"],
                 registry=registry,
             ),
+            queue_pollers=Gauge(
+                "fractal_task_queue_pollers",
+                "Workers polling the task queue (seen within 75 s), by queue: workflows and "
+                "chunks (the render queue), bookkeeping",
+                ["queue"],
+                registry=registry,
+            ),
+            queue_backlog=Gauge(
+                "fractal_task_queue_backlog",
+                "Tasks waiting in the task queue for a worker (Temporal's approximate count)",
+                ["queue"],
+                registry=registry,
+            ),
+            queue_backlog_age=Gauge(
+                "fractal_task_queue_backlog_age_seconds",
+                "How long the oldest task in the task queue has waited for a worker",
+                ["queue"],
+                registry=registry,
+            ),
+            temporal_reachable=Gauge(
+                "fractal_temporal_reachable",
+                "1 when Temporal answered the latest watchdog pass, else 0",
+                registry=registry,
+            ),
+            storage_writable=Gauge(
+                "fractal_storage_writable",
+                "1 when the object store took the latest probe write, else 0",
+                registry=registry,
+            ),
+            active_tasks=Gauge(
+                "fractal_tasks_active",
+                "Tasks queued or running (all users), by state",
+                ["state"],
+                registry=registry,
+            ),
+            waiting_tasks=Gauge(
+                "fractal_tasks_waiting_for_worker",
+                "Active tasks shown waiting for a worker (no worker, Temporal unreachable, "
+                "or not started after FRACTAL_WORKER_WAIT_SECONDS)",
+                registry=registry,
+            ),
+            tasks_ended=Counter(
+                "fractal_api_tasks_ended",
+                "Tasks the API ended itself, by state and reason: cancel_not_completed, "
+                "waited_too_long, deadline, workflow_gone",
+                ["state", "reason"],
+                registry=registry,
+            ),
         )
         for outcome in SUBMISSION_OUTCOMES:  # every outcome shows up at 0 from the start
             metrics.submissions.labels(outcome)
+        for queue in ("workflows", "chunks", "bookkeeping"):
+            for gauge in (metrics.queue_pollers, metrics.queue_backlog, metrics.queue_backlog_age):
+                gauge.labels(queue)
         return metrics
 
     def exposition(self, accept: str | None) -> Response:

@@ -3,7 +3,8 @@
 The workers already write each chunk's frames to ``task_chunks`` (and the workflow the
 task's state); the stream reads the task every ``FRACTAL_EVENTS_POLL_SECONDS`` with a
 short session of its own (a stream never holds a database connection while it waits) and
-sends an event whenever the state or the frames done changed, until a final state.
+sends an event whenever the state, the frames done, whether it waits for a worker (and
+why) or whether its cancel was requested changed, until a final state.
 
     retry: 3000
 
@@ -57,7 +58,7 @@ async def task_events(context: AppContext, task_id: uuid.UUID) -> AsyncIterator[
     interval = context.settings.events_poll_seconds
     started = last_write = time.monotonic()
     yield f"retry: {RECONNECT_MILLISECONDS}\n\n"
-    sent: tuple[str, int] | None = None
+    sent: tuple[object, ...] | None = None
     number = 0
     while True:
         task = await run_in_threadpool(read_task, context, task_id)
@@ -65,7 +66,12 @@ async def task_events(context: AppContext, task_id: uuid.UUID) -> AsyncIterator[
             yield server_event("gone", json.dumps({"detail": "animation not found"}))
             return
         now = time.monotonic()
-        current = (task.state, task.progress.frames_done)
+        current = (
+            task.state,
+            task.progress.frames_done,
+            task.waiting.reason if task.waiting else None,
+            task.cancel_requested,
+        )
         if current != sent:
             number += 1
             yield server_event("progress", task.model_dump_json(), number)

@@ -70,6 +70,15 @@ class Progress(BaseModel):
     )
 
 
+class WaitingOut(BaseModel):
+    reason: str = Field(
+        description="`no_worker` (none is running), `render_service_unavailable` (Temporal "
+        "is unreachable), `not_started` (no worker has started it yet)"
+    )
+    message: str = Field(description="the reason in words")
+    since: datetime = Field(description="since when it has been waiting")
+
+
 class TaskOut(BaseModel):
     id: uuid.UUID
     state: str
@@ -83,6 +92,16 @@ class TaskOut(BaseModel):
     video_size: int | None
     poster_url: str | None = Field(
         default=None, description="presigned URL of the poster image (the first frame, WebP)"
+    )
+    waiting: WaitingOut | None = Field(
+        default=None,
+        description="while queued or running: why no worker renders it, once it has waited "
+        "longer than `FRACTAL_WORKER_WAIT_SECONDS` (null otherwise)",
+    )
+    cancel_requested: bool = Field(
+        default=False,
+        description="while running: a cancel was requested; it ends `canceled` within "
+        "seconds (by the API after `FRACTAL_CANCEL_GRACE_SECONDS` if no worker runs it)",
     )
 
 

@@ -89,6 +89,11 @@ class Task(Base):
     estimated_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # CPU the render measured (sum over its chunks), once the task is final.
     cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    # When its workflow was started (NULL: not yet, the reconcile loop starts it).
+    workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When its owner asked to cancel it while it was active: from then on the workflow
+    # can no longer commit a result (docs/durability.md).
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class TaskChunk(Base):

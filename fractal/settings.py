@@ -48,9 +48,10 @@ class Settings(BaseSettings):
         default="fractal-render", description="task queue of the workflow and its activities"
     )
     temporal_connect_timeout_seconds: float = Field(
-        default=5.0,
+        default=2.0,
         gt=0,
-        description="how long an API request waits for an unreachable Temporal before 503",
+        description="how long an API request waits for an unreachable Temporal: a submission "
+        "is then queued for the reconcile loop (202), a cancel completed by the watchdog",
     )
     temporal_tls: bool = Field(
         default=False,
@@ -233,10 +234,41 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="how often each API process deletes expired animations"
     )
     reconcile_interval_seconds: float = Field(
-        default=60.0,
+        default=10.0,
         gt=0,
         description="how often each API process starts the workflows of rows left queued "
-        "without one",
+        "without one (the API died before starting it, or Temporal was unreachable)",
+    )
+    watchdog_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often each API process asks Temporal about its task queues "
+        "(pollers, backlog) and finishes what no worker will: cancels, tasks waiting too long, "
+        "tasks past their deadline",
+    )
+    worker_wait_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="an active task that no worker serves this long (no worker polls the "
+        "render queue, or none started its workflow) is shown `waiting` for a worker",
+    )
+    worker_wait_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="a task waiting for a worker this long fails with that reason (its "
+        "reservations are returned)",
+    )
+    cancel_grace_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="a running task whose cancel its workflow has not completed within this "
+        "(no worker runs it) is canceled by the API: workflow terminated, objects deleted",
+    )
+    task_timeout_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="a task not finished this long after its submission fails (the bound on "
+        "any task's life; its workflow's execution timeout is a little longer)",
     )
 
     # -- studio: previews, map, live progress ----------------------------------------------
@@ -295,7 +327,18 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="seconds of video per render activity, on average"
     )
     max_parallel_chunks: int = Field(
-        default=16, description="render activities one workflow runs at once"
+        default=1000,
+        ge=1,
+        le=1500,
+        description="render activities one workflow schedules at once; a task's chunks all "
+        "enter the render queue together up to it, which is what serves tasks first come, "
+        "first served (Temporal refuses more than 2000 pending activities per workflow)",
+    )
+    render_checkpoint_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="a chunk rendering longer than this is stored in parts of about this "
+        "long; a retry after a lost worker resumes after the last part stored",
     )
     render_heartbeat_timeout_seconds: float = Field(
         default=20.0,
@@ -308,6 +351,17 @@ class Settings(BaseSettings):
         description="concurrent activities per worker, each rendering on one core "
         "(default: one per core); the API's admission assumes a worker renders this many "
         "chunks at once",
+    )
+    worker_bookkeeping_slots: int = Field(
+        default=4,
+        ge=1,
+        description="concurrent bookkeeping activities per worker (state updates, joins, "
+        "posters, clean-up), on a task queue of their own beside the chunks",
+    )
+    worker_scratch_dir: Path | None = Field(
+        default=None,
+        description="where workers keep temporary files (default `<temp dir>/fractal-scratch`); "
+        "a worker deletes at start what workers that are gone left there",
     )
     worker_nice: int = Field(
         default=10,

@@ -7,10 +7,15 @@ the local store signs them with an HMAC that the API's file route checks.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
+import logging
+import os
+import re
 import shutil
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +30,26 @@ def segment_key(task_id: str, chunk_index: int) -> str:
 
 def segments_prefix(task_id: str) -> str:
     return f"segments/{task_id}/"
+
+
+def segment_part_key(task_id: str, chunk_index: int, first_frame: int, stop_frame: int) -> str:
+    """One part of a chunk stored in several (a checkpoint of a long chunk): frames
+    ``first_frame .. stop_frame - 1``."""
+    return f"segments/{task_id}/{chunk_index:05d}.{first_frame:06d}-{stop_frame:06d}.mp4"
+
+
+def segment_parts_prefix(segment: str) -> str:
+    """What the keys of a chunk's parts start with, from its segment key."""
+    return segment.removesuffix(".mp4") + "."
+
+
+_PART = re.compile(r"\.(\d{6})-(\d{6})\.mp4$")
+
+
+def part_frames(key: str) -> tuple[int, int] | None:
+    """(first, stop) frames of a part key; None for any other key."""
+    match = _PART.search(key)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def video_key(task_id: str) -> str:
@@ -43,6 +68,39 @@ def media_type_of(key: str) -> str:
     return MEDIA_TYPES.get(Path(key).suffix, "application/octet-stream")
 
 
+# Writes that fail like this fail again: the store is read-only, full or refuses us.
+PERMANENT_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
+PERMANENT_S3_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccountProblem",
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "QuotaExceeded",
+        "EntityTooLarge",
+        "XMinioStorageFull",
+        "XMinioAdminBucketQuotaExceeded",
+    }
+)
+
+
+def permanent_failure(error: BaseException) -> str | None:
+    """Why retrying a store operation that raised ``error`` cannot help, in words fit for
+    the task's ``error`` (no path, no address); None for faults worth a retry."""
+    if isinstance(error, OSError) and error.errno in PERMANENT_ERRNOS:
+        return f"{os.strerror(error.errno)} ({errno.errorcode[error.errno]})"
+    code = getattr(error, "code", None)
+    if type(error).__name__ == "S3Error" and code in PERMANENT_S3_CODES:
+        return f"S3 answered {code}"
+    return None
+
+
+PROBE_PREFIX = "probes/"
+
+
 class ObjectStore(Protocol):
     def put_file(self, key: str, path: Path, content_type: str = "video/mp4") -> int: ...
     def get_file(self, key: str, path: Path) -> None: ...
@@ -52,7 +110,8 @@ class ObjectStore(Protocol):
     def list_keys(self, prefix: str) -> list[str]: ...
     def presigned_url(self, key: str, expires_seconds: int) -> str: ...
     def check(self) -> None:
-        """Raise if the store cannot be reached."""
+        """Raise unless an object can be written, read back and deleted (a probe under
+        ``probes/``): a store that answers but refuses writes is not ready."""
 
 
 class InvalidKey(ValueError):
@@ -97,7 +156,14 @@ class LocalStore:
         self.root = root
         self.signer = signer
         self.download_url = download_url.rstrip("/") if download_url else None
-        _private_directory(self.root)
+        try:
+            _private_directory(self.root)
+        except OSError as error:
+            # A read-only or full volume: the process starts, and readiness (``check``)
+            # says the store cannot take a write.
+            logging.getLogger("fractal.storage").warning(
+                "the store directory %s cannot be prepared: %s", self.root, error
+            )
 
     def path_of(self, key: str) -> Path:
         return self.root / _checked_key(key)
@@ -138,11 +204,13 @@ class LocalStore:
         self.path_of(key).unlink(missing_ok=True)
 
     def list_keys(self, prefix: str) -> list[str]:
-        return sorted(
-            path.relative_to(self.root).as_posix()
-            for path in self.root.rglob("*")
-            if path.is_file() and path.relative_to(self.root).as_posix().startswith(prefix)
-        )
+        # Only the directory the prefix ends in is walked, not the whole store.
+        base = prefix.rpartition("/")[0]
+        directory = self.root / base if base else self.root
+        if not directory.is_dir():
+            return []
+        keys = (path.relative_to(self.root).as_posix() for path in directory.rglob("*"))
+        return sorted(key for key in keys if key.startswith(prefix) and (self.root / key).is_file())
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list_keys(prefix)
@@ -163,6 +231,7 @@ class LocalStore:
     def check(self) -> None:
         if not self.root.is_dir():
             raise OSError(f"store directory {self.root} is missing")
+        _probe(self)
 
 
 def _private_directory(path: Path) -> None:
@@ -262,6 +331,25 @@ class S3Store:
 
     def check(self) -> None:
         self.ensure_bucket()
+        _probe(self)
+
+
+def _probe(store: ObjectStore) -> None:
+    """Write a small object, read it back and delete it."""
+    import tempfile
+
+    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}.probe"
+    with tempfile.TemporaryDirectory(prefix="fractal-probe-") as scratch:
+        written = Path(scratch) / "written"
+        written.write_bytes(b"fractal readiness probe\n")
+        store.put_file(key, written, "text/plain")
+        try:
+            read = Path(scratch) / "read"
+            store.get_file(key, read)
+            if read.read_bytes() != written.read_bytes():
+                raise OSError("the store returned something else than the probe written")
+        finally:
+            store.delete(key)
 
 
 def local_store_dir(settings: Settings) -> Path:

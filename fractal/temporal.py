@@ -13,11 +13,20 @@ from temporalio.service import TLSConfig
 from fractal.settings import Settings
 
 WORKFLOW_ID_PREFIX = "render-"
+# The second task queue of a render queue: the short steps that record, join and clean up,
+# with slots of their own in every worker, so they never wait behind chunks being rendered.
+BOOKKEEPING_QUEUE_SUFFIX = "-bookkeeping"
 
 
 def workflow_id_for(task_id: str) -> str:
     """One workflow per task: a second start with the same id is refused by Temporal."""
     return f"{WORKFLOW_ID_PREFIX}{task_id}"
+
+
+def bookkeeping_queue(task_queue: str) -> str:
+    """The task queue of the render queue's bookkeeping activities (state updates, the join,
+    the poster, clean-up)."""
+    return f"{task_queue}{BOOKKEEPING_QUEUE_SUFFIX}"
 
 
 def task_id_of(workflow_id: str) -> str | None:

@@ -64,6 +64,14 @@ class Stack:
         self.worker_metrics_ports.append(settings.worker_metrics_port)
         return process
 
+    def live_worker_metrics_port(self) -> int:
+        """The metrics port of a worker still running (tests that kill workers start new
+        ones, with ports of their own)."""
+        for process, port in zip(self.workers, self.worker_metrics_ports, strict=True):
+            if process.poll() is None:
+                return port
+        raise RuntimeError("no worker of this stack is running")
+
     def stop_workers(self) -> None:
         for process in self.workers:
             stop_process(process)
@@ -93,6 +101,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "submission_burst": 1_000,
         "max_active_tasks": 5,
         "render_heartbeat_timeout_seconds": 4.0,
+        # Chunks longer than this are stored in parts: the tests' renders use both ways.
+        "render_checkpoint_seconds": 0.5,
         "compat_spec": {"width": 64, "height": 48, "frames": 24, "max_iter": 100},
     }
     values.update(overrides)

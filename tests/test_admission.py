@@ -159,13 +159,18 @@ def test_the_daily_cpu_quota(quota_api: Any, postgres_url: str) -> None:
         # More than a whole day's quota is refused for good (422), not "wait".
         big = client.post("/v1/animations", json={**SMALL, "frames": 480}, headers=headers)
         assert big.status_code == 422 and "daily quota" in big.json()["detail"]
-        # Deleting a task does not give its CPU back.
+        # A task canceled before any worker started it cost nothing: its reservation is
+        # replaced by what it measured (0), which makes room for one more.
         first = codes[0].json()["id"]
-        client.delete(f"/v1/animations/{first}", headers=headers)
+        canceled = client.delete(f"/v1/animations/{first}", headers=headers)
+        assert canceled.status_code == 202 and canceled.json()["state"] == "canceled"
+        assert client.post("/v1/animations", json=SMALL, headers=headers).status_code == 202
+        # Deleting a finished task does not give its CPU back.
+        assert client.delete(f"/v1/animations/{first}", headers=headers).status_code == 204
         assert client.post("/v1/animations", json=SMALL, headers=headers).status_code == 429
         # Each refusal counted under its own outcome (this API's own metrics).
         assert submissions_by_outcome(client) == {
-            "accepted": 2,
+            "accepted": 3,
             "cpu_quota": 2,
             "too_costly": 1,
         }

@@ -1,26 +1,34 @@
-"""`fractal up` as a user runs it: one command, state kept across a restart."""
+"""`fractal up` as a user runs it: one command, state kept across a restart; and as an
+operator's bad day finds it: children killed, the whole process group killed, servers left
+behind by an earlier run, a second `fractal up` on the same data directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from fractal.cli.client import poll
 from fractal.embedded import free_port, port_is_open
-from tests.stack import ROOT, wait_for_state
+from tests.stack import ROOT, sign_up_and_log_in, wait_for_state
 
 SMALL = {"width": 64, "height": 48, "frames": 24, "max_iter": 100}
 
 
-def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRACTAL_")}
-    command = [
+def _ports() -> dict[str, int]:
+    return {name: free_port() for name in ("api", "temporal", "ui", "worker_metrics")}
+
+
+def _command(data_dir: Path, ports: dict[str, int]) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "fractal.cli",
@@ -36,6 +44,15 @@ def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
         "--worker-metrics-port",
         str(ports["worker_metrics"]),
     ]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("FRACTAL_")}
+
+
+def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
+    env = _env()
+    command = _command(data_dir, ports)
     log = open(data_dir.parent / "up.log", "ab")  # noqa: SIM115
     # A session of its own, like a terminal's foreground job: Ctrl-C signals the whole group.
     process = subprocess.Popen(
@@ -137,3 +154,144 @@ def _assert_private(data_dir: Path) -> None:
         assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
     for directory in (data_dir / "objects", data_dir / "objects" / "videos", data_dir / "redis"):
         assert directory.stat().st_mode & 0o077 == 0, directory
+
+
+def _recorded_pid(path: Path) -> int:
+    return int(json.loads(path.read_text())["pid"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (dead, not yet reaped by its parent) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _log_says(tmp_path: Path, text: str, timeout: float = 60) -> None:
+    poll(lambda: (tmp_path / "up.log").read_text(), lambda log: text in log, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_up_restarts_a_child_that_dies_and_refuses_a_second_up(tmp_path: Path) -> None:
+    """Before: a dead worker became a zombie, Redis was never restarted (and got a new
+    random port on every start), and the API went on half broken."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ports = _ports()
+    process = _start(data_dir, ports)
+    try:
+        worker = _recorded_pid(data_dir / "worker.pid.json")
+        os.kill(worker, signal.SIGKILL)
+        _log_says(tmp_path, "worker exited (killed by SIGKILL); restarting it in 1 s")
+        _log_says(tmp_path, "worker restarted")
+        assert _recorded_pid(data_dir / "worker.pid.json") != worker
+        assert not _alive(worker)  # reaped, not a zombie
+
+        redis_port = json.loads((data_dir / "ports.json").read_text())["redis"]
+        os.kill(_recorded_pid(data_dir / "redis" / "redis.pid.json"), signal.SIGKILL)
+        _log_says(tmp_path, "Redis restarted")
+        assert port_is_open("127.0.0.1", redis_port)  # the same port: the API's URL holds
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}", timeout=30) as client:
+            headers = sign_up_and_log_in(client, "restarted")  # Redis: rate limits
+            task = client.post("/v1/animations", json=SMALL, headers=headers).json()
+            done = wait_for_state(client, headers, task["id"], {"succeeded", "failed", "canceled"})
+            assert done["state"] == "succeeded", done  # by the restarted worker
+
+        # One `fractal up` per data directory.
+        command = _command(data_dir, _ports())
+        second = subprocess.run(
+            command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 1
+        assert f"{data_dir} is in use by another fractal up (pid {process.pid})" in second.stderr
+        assert process.poll() is None
+    finally:
+        _stop(process, signal.SIGTERM, ports)
+
+
+def _plant_stale_servers(data_dir: Path) -> dict[str, Any]:
+    """What a killed `fractal up` of before this issue left behind: a Postgres that pgserver
+    started detached (pg_ctl) on the data directory, and a Redis on its recorded port."""
+    from fractal.embedded import RedisServer, redis_server_binary, write_pid_file
+
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pgserver; pgserver.get_server(sys.argv[1], cleanup_mode=None)",
+            str(data_dir / "postgres"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    port = free_port()
+    (data_dir / "ports.json").write_text(json.dumps({"redis": port}))
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir()
+    RedisServer(redis_dir, port)._prepare()
+    redis = subprocess.Popen(
+        [redis_server_binary(), str(redis_dir / "redis.conf")],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    write_pid_file(redis_dir / "redis.pid.json", redis.pid)
+    poll(lambda: port_is_open("127.0.0.1", port), bool, timeout=15, interval=0.1)
+    return {"postmaster": postmaster, "redis": redis, "redis_port": port}
+
+
+@pytest.mark.slow
+def test_up_stops_what_a_killed_run_left_and_dies_with_its_children(tmp_path: Path) -> None:
+    """Before: Postgres, Redis and Temporal outlived a SIGKILLed `fractal up` (own sessions,
+    `pg_ctl` detaching), the next start refused ("port already in use"), and after a manual
+    clean-up two Redis shared one append-only file."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    stale = _plant_stale_servers(data_dir)
+    ports = _ports()
+    process = _start(data_dir, ports)
+    children: dict[str, int] = {}
+    try:
+        # The stale servers were stopped, and ours run in their place.
+        assert not _alive(stale["postmaster"])
+        stale["redis"].wait(5)
+        assert json.loads((data_dir / "ports.json").read_text())["redis"] == stale["redis_port"]
+        children = {
+            "postgres": int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0]),
+            "redis": _recorded_pid(data_dir / "redis" / "redis.pid.json"),
+            "temporal": _recorded_pid(data_dir / "temporal" / "temporal.pid.json"),
+            "worker": _recorded_pid(data_dir / "worker.pid.json"),
+        }
+        assert stale["postmaster"] != children["postgres"]
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}", timeout=30) as client:
+            sign_up_and_log_in(client, "survivor")
+    finally:
+        # An operator's kill -9 of the whole process group.
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    # Every child dies with it (the servers are in sessions of their own: they are told
+    # by the kernel, PR_SET_PDEATHSIG).
+    poll(
+        lambda: [name for name, pid in children.items() if _alive(pid)],
+        lambda alive: not alive,
+        timeout=30,
+        interval=0.2,
+    )
+    for port in (ports["api"], ports["temporal"], stale["redis_port"]):
+        assert not port_is_open("127.0.0.1", port), port
+
+    # And it starts again on the same data directory, with what it kept.
+    process = _start(data_dir, ports)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}", timeout=30) as client:
+            credentials = {"username": "survivor", "password": "pass-word-1"}
+            assert client.post("/v1/auth/token", data=credentials).status_code == 200
+    finally:
+        _stop(process, signal.SIGTERM, ports)

@@ -155,7 +155,7 @@ def test_submissions_by_outcome_and_rate_limit_rejections(local_stack: Stack) ->
         assert value(text, "fractal_api_submissions_total", outcome=outcome) == 0
     assert value(text, "fractal_api_submissions_total", outcome="accepted") == 1
     assert value(text, "fractal_api_submissions_total", outcome="rate_limited") == 1
-    assert value(text, "fractal_api_submissions_total", outcome="start_failed") == 0
+    assert value(text, "fractal_api_submissions_total", outcome="start_deferred") == 0
     assert value(text, "fractal_api_rate_limit_rejections_total", rule="submit") == 1
     route = {"method": "POST", "route": "/v1/animations"}
     assert value(text, "fractal_api_requests_total", **route, status="429") == 1
@@ -206,7 +206,7 @@ def scrape_when_up(url: str, timeout: float = 60) -> str:
 def test_worker_serves_temporal_sdk_and_render_metrics(
     local_stack: Stack, client: httpx.Client
 ) -> None:
-    url = f"http://127.0.0.1:{local_stack.worker_metrics_ports[0]}/metrics"
+    url = f"http://127.0.0.1:{local_stack.live_worker_metrics_port()}/metrics"
     before = scrape_when_up(url)
     headers = sign_up_and_log_in(client, f"worker-metrics-{uuid.uuid4().hex[:8]}")
     task = client.post("/v1/animations", json=SMALL, headers=headers).json()

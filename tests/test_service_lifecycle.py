@@ -10,11 +10,14 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from activities.scratch import default_scratch_root
 from fractal.cli.client import poll
 from fractal.db import Task, TaskChunk, make_engine
+from fractal.storage import part_frames
 from fractal.temporal import connect, workflow_id_for
 from tests.stack import Stack, sign_up_and_log_in, wait_for_state
 
+SCRATCH = default_scratch_root()
 # Slow enough on two cores (a few seconds per chunk) to be caught while running.
 LONG = {"width": 320, "height": 240, "frames": 240, "fps": 24, "max_iter": 3000}
 
@@ -121,23 +124,45 @@ def test_delete_a_user_with_a_running_task(local_stack: Stack) -> None:
 
 @pytest.mark.slow
 def test_worker_killed_mid_render_loses_nothing(local_stack: Stack) -> None:
-    spec = {"width": 160, "height": 120, "frames": 96, "fps": 24, "max_iter": 3000}
+    """SIGKILL every worker once a chunk has stored a part, start a new one: the task
+    succeeds with one video, its progress never went back (the issue saw 383 -> 369), the
+    new worker resumed the chunk after its stored part and swept the dead one's scratch."""
+    # Chunks of a second or two on two cores: stored in parts (checkpoints every 0.5 s).
+    spec = {"width": 640, "height": 480, "supersample": 3, "frames": 96, "max_iter": 1000}
+    store = local_stack.store()
+    seen: list[int] = []
     with local_stack.client() as client:
         headers = sign_up_and_log_in(client, "survivor")
         task = client.post("/v1/animations", json=spec, headers=headers).json()
-        wait_for_progress(client, headers, task["id"])
+        parts = poll(
+            lambda: [key for key in store.list_keys(f"segments/{task['id']}/") if part_frames(key)],
+            bool,
+            timeout=120,
+            interval=0.05,
+        )
         victims = [worker for worker in local_stack.workers if worker.poll() is None]
+        scratch = [path for worker in victims for path in SCRATCH.glob(f"worker-{worker.pid}-*")]
         for worker in victims:
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-        local_stack.start_worker()
+        assert scratch and all(path.exists() for path in scratch)  # what the dead left
+        survivor = local_stack.start_worker()
         done = wait_for_state(
-            client, headers, task["id"], {"succeeded", "failed", "canceled"}, timeout=180
+            client,
+            headers,
+            task["id"],
+            {"succeeded", "failed", "canceled"},
+            timeout=180,
+            on_update=lambda current: seen.append(current["progress"]["frames_done"]),
         )
         assert done["state"] == "succeeded", done
         assert done["progress"]["frames_done"] == 96
-    store = local_stack.store()
-    assert store.list_keys(f"segments/{task['id']}/") == []
+    assert seen == sorted(seen), seen  # progress never went back
+    assert not any(path.exists() for path in scratch)  # swept by the new worker at its start
+    log = (local_stack.settings.data_dir / f"worker-{len(local_stack.workers) - 1}.log").read_text()
+    assert survivor.poll() is None and "resumes at frame" in log, parts
+    # The segments go once the result is committed (the workflow's last step).
+    poll(lambda: store.list_keys(f"segments/{task['id']}/"), lambda keys: not keys, timeout=20)
     # One video and its poster.
     assert store.list_keys(f"videos/{task['id']}") == [
         f"videos/{task['id']}.mp4",

@@ -20,16 +20,15 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from temporalio.worker import Worker
 
 from activities.render import activity_names
+from activities.worker import render_workers
 from fractal.observability import ContextFilter, temporal_interceptors
 from fractal.settings import Settings
 from fractal.temporal import connect_with, workflow_id_for
 from tests.stack import make_settings, serve_api, sign_up_and_log_in
 from tests.test_workflow import FakeActivities
 from workflows.contracts import RenderChunkInput
-from workflows.render import RenderAnimationWorkflow
 
 
 class Records(logging.Handler):
@@ -99,15 +98,19 @@ async def test_one_trace_from_the_request_through_the_workflow_and_every_activit
     client = await connect_with(settings, interceptors=temporal_interceptors(provider))
     with (
         ThreadPoolExecutor(max_workers=4) as executor,
+        ThreadPoolExecutor(max_workers=4) as bookkeeping,
         serve_api(settings, tracing=provider) as base_url,
     ):
-        async with Worker(
+        workers = render_workers(
             client,
-            task_queue=settings.temporal_task_queue,
-            workflows=[RenderAnimationWorkflow],
-            activities=[getattr(fakes, name) for name in activity_names()],
-            activity_executor=executor,
-        ):
+            settings.temporal_task_queue,
+            [getattr(fakes, name) for name in activity_names()],
+            render_executor=executor,
+            bookkeeping_executor=bookkeeping,
+            render_slots=4,
+            bookkeeping_slots=4,
+        )
+        async with workers[0], workers[1]:
 
             def submit_and_wait() -> dict[str, Any]:
                 with httpx.Client(base_url=base_url, timeout=30) as http:
@@ -143,7 +146,9 @@ async def test_one_trace_from_the_request_through_the_workflow_and_every_activit
     for activity_name, count in (
         ("render_chunk", chunks),
         ("join_segments", 1),
+        ("write_poster", 1),
         ("update_task_state", 2),
+        ("delete_segments", 1),
     ):
         executed = by_name(in_trace, f"RunActivity:{activity_name}")
         assert len(executed) == count, activity_name

@@ -21,6 +21,11 @@ from fractal.states import TaskState
 
 # ApplicationError type of a spec no worker can render: failing again would not help.
 INVALID_SPEC_ERROR = "InvalidSpec"
+# ApplicationError type of an object store that refuses writes for good (read-only, full,
+# permission denied): retrying the same write cannot help, so the task fails at once.
+STORAGE_REFUSED_ERROR = "StorageRefused"
+# ApplicationError type of an input that is gone for good (a segment a join needs).
+MISSING_INPUT_ERROR = "MissingInput"
 
 
 @dataclass
@@ -31,8 +36,15 @@ class RenderRequest:
     # stop is the frame count.
     chunk_stops: list[int]
     max_parallel_chunks: int
-    # Seconds without a heartbeat after which a render attempt counts as lost (worker died).
+    # Seconds without a heartbeat after which a render or join attempt counts as lost (its
+    # worker died).
     heartbeat_timeout_seconds: float
+    # The task queue of the short steps (state updates, join, poster, clean-up), served by
+    # slots of their own; None (workflows started before it existed): the workflow's queue.
+    bookkeeping_task_queue: str | None = None
+    # Chunks of tasks with different keys share the workers fairly where the Temporal
+    # server balances fairness keys (the owner's id); ignored elsewhere.
+    fairness_key: str | None = None
 
 
 @dataclass
@@ -54,7 +66,11 @@ class RenderChunkResult:
 @dataclass
 class JoinInput:
     task_id: str
+    # One key per chunk, in order (``fractal.storage.segment_key``): the chunk's segment, or
+    # the stem of the parts a checkpointed chunk was stored in.
     segment_keys: list[str]
+    # The video's frame count: a video already stored with it is not joined again.
+    frames_total: int | None = None
 
 
 @dataclass
@@ -80,8 +96,8 @@ class PosterResult:
 @dataclass
 class CleanupInput:
     task_id: str
-    # Also delete the final video and its poster: a cancel can race a join that was about
-    # to store it.
+    # Also delete the video and its poster, unless the task's row records them as its
+    # result (a commit that won a race with a cancel is never undone).
     include_video: bool = False
 
 
@@ -121,10 +137,13 @@ class RenderActivities:
 
     @activity.defn
     def delete_segments(self, job: CleanupInput) -> int:
-        """Delete the task's segments (and with ``include_video`` its video and poster)."""
+        """Delete the task's segments (and with ``include_video`` its video and poster,
+        unless the row records them); idempotent."""
         raise NotImplementedError
 
     @activity.defn
-    def update_task_state(self, update: TaskStateUpdate) -> bool:
-        """Record a state change in the task's row."""
+    def update_task_state(self, update: TaskStateUpdate) -> str | None:
+        """Record a state change in the task's row; the row's state afterwards (None: no
+        row). A final state is never left, and ``succeeded`` is refused (``canceled`` is
+        recorded instead) once a cancel was requested."""
         raise NotImplementedError

@@ -18,6 +18,7 @@ from api.animation_service import (
     describe,
     owned_task,
     poster_url,
+    request_cancel,
     submit,
     video_url,
 )
@@ -139,18 +140,41 @@ def animation_poster(
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
 
 
+@router.post(
+    "/{task_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **NOT_FOUND,
+        409: {"model": Problem, "description": "already finished: nothing was changed"},
+    },
+)
+def cancel_animation(
+    task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
+) -> TaskOut:
+    """Cancel a queued or running animation (202: a queued one is `canceled` at once, a
+    running one has `cancel_requested` and ends `canceled` within seconds). A finished one
+    is left as it is (409 with its state): a cancel never deletes a video."""
+    task = owned_task(session, user, task_id)
+    if request_cancel(context, session, task) is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"animation already {task.state}")
+    return describe(context, session, task)
+
+
 @router.delete(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={
         **NOT_FOUND,
-        202: {"model": TaskOut, "description": "was queued or running: cancellation requested"},
+        202: {"model": TaskOut, "description": "was active: canceled, or its cancel requested"},
     },
 )
 def delete_animation(
     task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
 ) -> Response:
-    """Cancel a queued or running animation (202), or delete a finished one and its video."""
+    """Cancel a queued or running animation (202, as `POST .../cancel`), or delete a
+    finished one with its video and poster (204). Decided on the task's state at that
+    moment, under its lock: a render that finished just before is deleted (204), never
+    left succeeded without its video."""
     task = owned_task(session, user, task_id)
     if cancel_or_delete(context, session, task) is Removal.DELETED:
         return Response(status_code=status.HTTP_204_NO_CONTENT)

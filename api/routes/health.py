@@ -1,4 +1,10 @@
-"""Liveness (the process answers) and readiness (every dependency answers)."""
+"""Liveness (the process answers) and readiness (every dependency answers).
+
+Readiness checks what the API needs to serve: Postgres, Redis, Temporal, and an object
+store that takes a write (a probe object written, read back and deleted). The workers are
+reported beside the checks (pollers and backlog of the task queues, from the watchdog's
+latest pass) without making the API unready: it still serves reads and queues renders
+without them, and a scaler (KEDA) may run none while nothing is queued."""
 
 from __future__ import annotations
 
@@ -51,4 +57,20 @@ async def readyz(context: ContextDep) -> JSONResponse:
         else:
             report[name] = "ok"
     ready = all(value == "ok" for value in report.values())
-    return JSONResponse({"ready": ready, "checks": report}, status_code=200 if ready else 503)
+    health = context.queue_health
+    queues = {
+        kind.value: {
+            "pollers": state.pollers,
+            "backlog": state.backlog,
+            "backlog_age_seconds": round(state.backlog_age_seconds, 1),
+        }
+        for kind, state in health.queues.items()
+    }
+    workers = {
+        # None until the watchdog's first pass, or while Temporal does not answer.
+        "polling": health.workers,
+        "checked_at": health.checked_at.isoformat() if health.checked_at else None,
+        "task_queues": queues,
+    }
+    body = {"ready": ready, "checks": report, "workers": workers}
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -14,7 +14,7 @@ import typer
 
 from fractal.cli.account import logged_in, talking_to
 from fractal.cli.app import app, check_output_path, fail, frame_progress
-from fractal.cli.client import ApiClient, TaskJson
+from fractal.cli.client import ApiClient, ApiError, TaskJson, state_label
 from fractal.states import ACTIVE_STATES, TaskState
 
 IdArgument = Annotated[str, typer.Argument(help="animation id, or a unique start of it")]
@@ -88,7 +88,7 @@ def list_animations(
         size = f"{task['video_size'] / 1e6:.1f} MB" if task.get("video_size") else ""
         table.add_row(
             task["id"][:SHORT_ID],
-            task["state"],
+            state_label(task, short=True),
             _progress(task),
             task["created_at"][:19].replace("T", " "),
             size,
@@ -110,7 +110,7 @@ def show(task_id: IdArgument, as_json: JsonOption = False) -> None:
         return
     lines = [
         ("id", task["id"]),
-        ("state", task["state"]),
+        ("state", state_label(task)),
         ("frames", _progress(task)),
         ("created", task["created_at"]),
         ("started", task.get("started_at") or "-"),
@@ -134,10 +134,10 @@ def watch(task_id: IdArgument) -> None:
     with talking_to(api, "cannot watch it"):
         full_id = resolve(client, task_id)
         task = client.task(full_id)
-        with frame_progress(task["state"], task["progress"]["frames_total"]) as progress:
+        with frame_progress(state_label(task), task["progress"]["frames_total"]) as progress:
 
             def show_update(update: TaskJson) -> None:
-                progress.show(update["progress"]["frames_done"], update["state"])
+                progress.show(update["progress"]["frames_done"], state_label(update))
 
             task = client.follow(full_id, show_update)
     if task["state"] != TaskState.succeeded:
@@ -170,17 +170,25 @@ def download(
 
 @app.command()
 def cancel(task_id: IdArgument) -> None:
-    """Stop a queued or running animation (it stays listed as canceled)."""
+    """Stop a queued or running animation (it stays listed as canceled); one that has
+    finished meanwhile is left as it is."""
     client, api = logged_in()
     with talking_to(api, "cannot cancel it"):
         task = client.task(resolve(client, task_id))
+        short = task["id"][:SHORT_ID]
         if task["state"] not in ACTIVE_STATES:
-            raise fail(
-                f"animation already {task['state']}; delete it with "
-                f"fractal rm {task['id'][:SHORT_ID]}"
-            )
-        client.delete(task["id"])
-    typer.echo(f"cancel requested for {task['id'][:SHORT_ID]}")
+            raise fail(f"animation already {task['state']}; delete it with fractal rm {short}")
+        try:
+            task = client.cancel(task["id"])
+        except ApiError as error:
+            if error.status_code != 409:
+                raise
+            # It finished between the two requests: a cancel never deletes a video.
+            raise fail(f"{error.detail}; delete it with fractal rm {short}") from None
+    if task["state"] == TaskState.canceled:
+        typer.echo(f"canceled {short}")
+    else:
+        typer.echo(f"cancel requested for {short}")
 
 
 @app.command("rm")

@@ -171,6 +171,18 @@ def poll(
         time.sleep(interval)
 
 
+def state_label(task: TaskJson, *, short: bool = False) -> str:
+    """The task's state as people read it: with why it waits for a worker (after a while
+    without one) and whether it is being canceled."""
+    label = str(task["state"])
+    waiting = task.get("waiting")
+    if waiting:
+        label += " (waiting)" if short else f" ({waiting['message']})"
+    if task.get("cancel_requested"):
+        label += ", canceling"
+    return label
+
+
 def wait_for_task(
     fetch: Callable[[], TaskJson], until: Collection[str] = (), **options: Any
 ) -> TaskJson:
@@ -233,6 +245,12 @@ class ApiClient:
             cursor = page["next_cursor"]
             if not cursor:
                 return
+
+    def cancel(self, task_id: str) -> TaskJson:
+        """Cancel an active task (its JSON: canceled, or cancel requested); a finished one
+        is left alone (ApiError 409)."""
+        response = self.http.post(f"{paths.ANIMATIONS}/{task_id}/cancel")
+        return dict(self._ok(response, 202).json())
 
     def delete(self, task_id: str) -> TaskJson | None:
         """Cancel an active task (its JSON, cancel requested) or delete a finished one (None)."""

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from fractal.cli.app import app, check_output_path, fail, frame_progress, validated_spec
-from fractal.cli.client import ApiClient, ApiError, TaskJson, load_credentials
+from fractal.cli.client import ApiClient, ApiError, TaskJson, load_credentials, state_label
 from fractal.cli.spec_options import merge_spec_fields, spec_options
 
 
@@ -67,9 +67,9 @@ def submit(
 
 
 def _follow(client: ApiClient, task: TaskJson) -> TaskJson:
-    with frame_progress(task["state"], task["progress"]["frames_total"]) as progress:
+    with frame_progress(state_label(task), task["progress"]["frames_total"]) as progress:
 
         def show(update: TaskJson) -> None:
-            progress.show(update["progress"]["frames_done"], update["state"])
+            progress.show(update["progress"]["frames_done"], state_label(update))
 
         return client.wait(task["id"], on_update=show)

@@ -31,6 +31,7 @@ from .video import (
     SegmentInfo,
     VideoInfo,
     concat_segments,
+    probe_video,
     render_segment,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "default_workers",
     "kernel_for",
     "pin_mmap_threshold",
+    "probe_video",
     "render_animation",
     "render_segment",
     "warm_kernels",

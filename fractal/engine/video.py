@@ -85,6 +85,7 @@ def render_segment(
     threads: int = 1,
     on_frame: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    end_early: Callable[[], bool] | None = None,
     encoder: EncoderSettings = ENCODER,
     keepalive: Callable[[], None] | None = None,
 ) -> SegmentInfo:
@@ -93,8 +94,11 @@ def render_segment(
     Frames are streamed into the encoder one at a time, so memory does not grow with the
     segment's length. ``on_frame(frame)`` is called after each frame is encoded;
     ``should_stop()`` is polled before each frame (raises ``RenderCancelled``);
-    ``keepalive()`` is called while a frame is being computed (during a deep frame's
-    reference orbit and between its bands of rows), so a slow frame can heartbeat.
+    ``end_early()`` is polled after each frame but the last: when it says so, the segment
+    is closed there, a complete segment of the frames so far (its ``stop_frame`` says where
+    it ended), so a long chunk can be stored in parts. ``keepalive()`` is called while a
+    frame is being computed (during a deep frame's reference orbit and between its bands
+    of rows), so a slow frame can heartbeat or stop.
     """
     if not 0 <= first_frame < stop_frame <= spec.frame_count:
         raise ValueError(
@@ -124,6 +128,9 @@ def render_segment(
             encode_seconds += encoded - rendered
             if on_frame is not None:
                 on_frame(frame_number)
+            if frame_number + 1 < stop_frame and end_early is not None and end_early():
+                stop_frame = frame_number + 1
+                break
         started = time.perf_counter()
         container.mux(stream.encode(None))
         encode_seconds += time.perf_counter() - started
@@ -151,14 +158,21 @@ def concat_segments(
 
     Each segment's packets are shifted by the end of the previous segment (its last pts
     plus duration), which keeps pts and dts continuous and the total duration exact.
+
+    A segment of one or two frames has no B-frames, so its decoding timestamps start at its
+    first frame's, not two frames before like the others': its dts are moved back by the
+    difference (earlier decoding is always allowed), otherwise the next segment's first dts
+    would fall behind its last one and the muxer would refuse them.
     """
     if not segments:
         raise ValueError("no segments to join")
+    delays = [_decoding_delay(segment) for segment in segments]
+    delay = max(delays)
     frames = 0
     with _open_output(destination, faststart=True) as output:
         out_stream = None
         offset = Fraction(0)  # seconds already written
-        for segment in segments:
+        for segment, own_delay in zip(segments, delays, strict=True):
             if not isinstance(segment, (str, os.PathLike)):
                 segment.seek(0)
             with av.open(segment, mode="r") as source:
@@ -172,12 +186,15 @@ def concat_segments(
                 shift = offset / time_base
                 if shift.denominator != 1:
                     raise ValueError(f"segment boundary {offset}s is not on the {time_base} grid")
+                earlier = (delay - own_delay) / time_base
+                if earlier.denominator != 1:
+                    raise ValueError("segment decoding delays are not on the time grid")
                 end = offset
                 for packet in _packets(source.demux(in_stream)):
                     if packet.pts is None or packet.dts is None or not packet.duration:
                         raise ValueError("segment packet without timestamps or duration")
                     packet.pts += int(shift)
-                    packet.dts += int(shift)
+                    packet.dts += int(shift - earlier)
                     end = max(end, (packet.pts + packet.duration) * time_base)
                     frames += 1
                     packet.stream = out_stream
@@ -185,6 +202,36 @@ def concat_segments(
                 offset = end
     size = Path(destination).stat().st_size
     return VideoInfo(frames=frames, duration=offset, size=size)
+
+
+def _decoding_delay(segment: Destination) -> Fraction:
+    """How long before its first frame's presentation a segment's decoding starts."""
+    if not isinstance(segment, (str, os.PathLike)):
+        segment.seek(0)
+    with av.open(segment, mode="r") as source:
+        stream = source.streams.video[0]
+        assert stream.time_base is not None
+        for packet in _packets(source.demux(stream)):
+            if packet.pts is None or packet.dts is None:
+                raise ValueError("segment packet without timestamps")
+            return Fraction(packet.pts - packet.dts) * stream.time_base
+    raise ValueError("a segment without frames")
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Frames, duration and size of an MP4 (one joined by ``concat_segments``), read from
+    its packets without decoding."""
+    frames = 0
+    end = Fraction(0)
+    with av.open(path, mode="r") as source:
+        stream = source.streams.video[0]
+        time_base = stream.time_base
+        assert time_base is not None
+        for packet in _packets(source.demux(stream)):
+            frames += 1
+            if packet.pts is not None:
+                end = max(end, (packet.pts + (packet.duration or 0)) * time_base)
+    return VideoInfo(frames=frames, duration=end, size=Path(path).stat().st_size)
 
 
 def _packets(packets: Iterable[av.Packet]) -> Iterable[av.Packet]:

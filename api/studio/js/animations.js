@@ -75,6 +75,7 @@ export class Library {
         "aria-label": "Render progress",
       }, h("div", { class: "fill" })),
       progress: h("span", { class: "progress-text" }),
+      waiting: h("p", { class: "card-waiting", role: "status" }),
       actions: h("div", { class: "actions" }),
       error: h("p", { class: "card-error", role: "alert" }),
     };
@@ -89,6 +90,7 @@ export class Library {
         h("p", { class: "card-meta" }, parts.state, " · ", ago(task.created_at)),
         parts.bar,
         parts.progress,
+        parts.waiting,
         parts.error,
         parts.actions,
       ),
@@ -103,8 +105,12 @@ export class Library {
     const { parts } = card;
     const { frames_done: done, frames_total: total, percent, eta_seconds: eta } = task.progress;
     card.element.dataset.state = task.state;
-    parts.state.textContent = task.state;
+    card.element.dataset.waiting = task.waiting ? task.waiting.reason : "";
+    parts.state.textContent = task.cancel_requested ? `${task.state}, canceling…` : task.state;
     parts.state.className = `state state-${task.state}`;
+    // Why nobody renders it (no worker, the render service unreachable), once it has waited.
+    parts.waiting.textContent = task.waiting ? task.waiting.message : "";
+    parts.waiting.title = task.waiting ? `since ${new Date(task.waiting.since).toLocaleString()}` : "";
     parts.bar.querySelector(".fill").style.width = `${percent}%`;
     parts.bar.setAttribute("aria-valuenow", String(percent));
     const details = [`${done} / ${total} frames`];
@@ -136,7 +142,7 @@ export class Library {
         h("a", { class: "button", href: task.video_url, download: `fractal-${task.id.slice(0, 8)}.mp4` }, "Download"),
       );
     }
-    if (ACTIVE.has(task.state)) {
+    if (ACTIVE.has(task.state) && !task.cancel_requested) {
       buttons.push(h("button", { type: "button", onclick: () => this.cancel(card) }, "Cancel"));
     }
     buttons.push(h("button", { type: "button", onclick: () => this.onEditCopy(task.spec) }, "Edit a copy"));
@@ -206,12 +212,24 @@ export class Library {
     this.empty.hidden = this.cards.size > 0;
   }
 
+  // A cancel never deletes: one that comes too late (the render just finished) leaves the
+  // video, and the card shows it.
   async cancel(card) {
     try {
-      const response = await request("DELETE", `/v1/animations/${card.task.id}`);
-      if (response.status === 202) this.update(await response.json());
-      toast("Cancelling…");
+      const response = await request("POST", `/v1/animations/${card.task.id}/cancel`);
+      const task = await response.json();
+      this.update(task);
+      toast(task.state === "canceled" ? "Canceled." : "Cancelling…");
     } catch (problem) {
+      if (problem instanceof ApiProblem && problem.status === 409) {
+        toast("Too late to cancel: it has just finished.");
+        try {
+          this.update(await getJson(`/v1/animations/${card.task.id}`));
+        } catch {
+          // the card stays as it was
+        }
+        return;
+      }
       toast(problem.message, "error");
     }
   }
