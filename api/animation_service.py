@@ -350,6 +350,15 @@ class Removal(Enum):
 
 
 def request_cancel(context: AppContext, session: Session, task: Task) -> Removal | None:
+    """See ``_request_cancel``. The statuses this process keeps of it are dropped
+    (api/status_cache.py) after the change too: no answer read before it is served again."""
+    try:
+        return _request_cancel(context, session, task)
+    finally:
+        context.statuses.forget_task(task.id)
+
+
+def _request_cancel(context: AppContext, session: Session, task: Task) -> Removal | None:
     """Cancel an active task; None when it is final already (nothing changed).
 
     Decided under the row's lock, so the answer is what happens: a queued task is canceled
@@ -392,6 +401,15 @@ def _terminate_quietly(context: AppContext, task: Task) -> None:
 
 
 def cancel_or_delete(context: AppContext, session: Session, task: Task) -> Removal:
+    """See ``_cancel_or_delete``. The statuses this process keeps of it are dropped
+    (api/status_cache.py) after the change too: no answer read before it is served again."""
+    try:
+        return _cancel_or_delete(context, session, task)
+    finally:
+        context.statuses.forget_task(task.id)
+
+
+def _cancel_or_delete(context: AppContext, session: Session, task: Task) -> Removal:
     """Active task: cancel it. Finished: delete it with its video and poster."""
     task = _locked(session, task)
     if task.state in ACTIVE_STATES:
@@ -409,6 +427,15 @@ def cancel_or_delete(context: AppContext, session: Session, task: Task) -> Remov
 
 
 def delete_account(context: AppContext, session: Session, user: User) -> None:
+    """See ``_delete_account``. The statuses this process keeps of it are dropped
+    (api/status_cache.py) after the change too: no answer read before it is served again."""
+    try:
+        _delete_account(context, session, user)
+    finally:
+        context.statuses.forget_user(user.id)
+
+
+def _delete_account(context: AppContext, session: Session, user: User) -> None:
     """Cancel the user's active workflows, delete their videos, tasks and account.
 
     The rows are locked first, so a render cannot commit its result in between; a workflow

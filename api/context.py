@@ -17,6 +17,7 @@ from api.errors import RateLimited, service_unavailable
 from api.observability import ApiMetrics
 from api.ratelimit import LoginBackoff, RateLimiter, Rule
 from api.security import PasswordGate
+from api.status_cache import StatusCache
 from api.stills import StillRenderer
 from api.task_queues import QueueHealth
 from fractal.db import make_engine, make_session_factory
@@ -54,6 +55,8 @@ class AppContext:
     metrics: ApiMetrics = field(default_factory=ApiMetrics.create)
     # The watchdog's latest view of the task queues and the store (api/watchdog.py).
     queue_health: QueueHealth = field(default_factory=QueueHealth)
+    # GET /v1/animations/{id} answers, for status_cache_seconds (api/status_cache.py).
+    statuses: StatusCache = field(default_factory=lambda: StatusCache(0.0))
     # The tracing interceptor when tracing is on: workflow starts continue the request's trace.
     temporal_interceptors: Sequence[Interceptor] = ()
     _temporal: Client | None = None
@@ -100,6 +103,7 @@ class AppContext:
             previews=Rule("preview", settings.previews_per_minute, settings.preview_burst),
             map_tiles=Rule("tile", settings.map_tiles_per_minute, settings.map_tile_burst),
             metrics=metrics or ApiMetrics.create(),
+            statuses=StatusCache(settings.status_cache_seconds),
             temporal_interceptors=temporal_interceptors,
         )
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api import paths
 from api.context import AppContext
-from api.security import InvalidToken, decode_access_token
+from api.security import InvalidToken, TokenIdentity, decode_access_token
 from fractal.db import User
 from fractal.observability import bind
 
@@ -41,12 +41,17 @@ UNAUTHORIZED = HTTPException(
 )
 
 
-def authenticated_user(session: Session, context: AppContext, token: str) -> User:
-    """The account a bearer token speaks for; 401 if it is invalid or the account is gone."""
+def token_identity(token: str, context: AppContext) -> TokenIdentity:
+    """Whom a bearer token names (signature and expiry checked); 401 if it is invalid."""
     try:
-        identity = decode_access_token(token, context.settings)
+        return decode_access_token(token, context.settings)
     except InvalidToken:
         raise UNAUTHORIZED from None
+
+
+def authenticated_user(session: Session, context: AppContext, token: str) -> User:
+    """The account a bearer token speaks for; 401 if it is invalid or the account is gone."""
+    identity = token_identity(token, context)
     user = session.get(User, identity.user_id)
     if user is None or user.username != identity.username:  # deleted since it was issued
         raise UNAUTHORIZED

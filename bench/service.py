@@ -8,7 +8,9 @@ the API (`fractal api`, its own process) and one worker subprocess, then measure
 
 * end to end: submit -> succeeded -> video downloaded, vs ``render_animation`` in-process
   (ratio; target <= 1.3x);
-* GET /v1/animations/{id} latency (p50, p99) from 50 concurrent clients while a render runs.
+* GET /v1/animations/{id} latency (p50, p99) from 50 concurrent clients while a render runs,
+  and the GETs per second one API process answers with nothing else running (both through
+  ``bench/http_load.py``, a client lean enough not to be what is measured).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from bench.http_load import LoadResult, get_load
 from fractal.cli.client import wait_for_task
 
 STANDARD: dict[str, Any] = {}
@@ -89,22 +92,22 @@ def wait_done(client: httpx.Client, headers: dict[str, str], task_id: str) -> di
     return wait_for_task(fetch, interval=POLL_SECONDS)
 
 
-async def get_latencies(
-    base_url: str, headers: dict[str, str], task_id: str, clients: int, stop: threading.Event
-) -> list[float]:
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits) as http:
+async def get_latencies_during(
+    url: str, headers: dict[str, str], clients: int, stop: threading.Event
+) -> LoadResult:
+    """``clients`` connections GETting ``url`` back to back until ``stop`` (set by another
+    thread when the render ends)."""
+    stopped = asyncio.Event()
 
-        async def one_client() -> None:
-            while not stop.is_set():
-                started = time.perf_counter()
-                response = await http.get(f"/v1/animations/{task_id}")
-                latencies.append(time.perf_counter() - started)
-                response.raise_for_status()
+    async def watch() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+        stopped.set()
 
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-    return latencies
+    watcher = asyncio.create_task(watch())
+    result = await get_load(url, headers, clients=clients, stop=stopped)
+    await watcher
+    return result
 
 
 def main() -> None:
@@ -168,14 +171,16 @@ def main() -> None:
 
                     waiter = threading.Thread(target=wait_then_stop, daemon=True)
                     waiter.start()
-                    latencies = asyncio.run(
-                        get_latencies(base_url, headers, load["id"], args.clients, stop)
-                    )
+                    url = f"{base_url}/v1/animations/{load['id']}"
+                    during = asyncio.run(get_latencies_during(url, headers, args.clients, stop))
                     waiter.join()
+                    # Nothing rendering: what one API process answers (a finished task).
+                    idle = asyncio.run(get_load(url, headers, clients=args.clients, seconds=5))
             finally:
                 stop_process(worker)
 
-    latencies.sort()
+    latencies = sorted(during.latencies)
+    idle_latencies = sorted(idle.latencies)
     report = {
         "spec": spec or "standard (800x600, 120 frames)",
         "in_process_seconds": round(local_seconds, 3),
@@ -183,10 +188,22 @@ def main() -> None:
         "ratio": round(service_seconds / local_seconds, 3),
         "ratio_target": 1.3,
         "service_phases_seconds": phases,
-        "get_requests": len(latencies),
-        "get_p50_ms": round(1000 * statistics.median(latencies), 1),
-        "get_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
         "clients": args.clients,
+        "during_render": {
+            "get_requests": len(latencies),
+            "get_per_second": round(during.per_second),
+            "get_p50_ms": round(1000 * statistics.median(latencies), 1),
+            "get_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
+            "statuses": during.statuses,
+            "p99_target_ms": 100,
+        },
+        "idle": {
+            "get_per_second": round(idle.per_second),
+            "get_p50_ms": round(1000 * statistics.median(idle_latencies), 1),
+            "get_p99_ms": round(1000 * idle_latencies[int(0.99 * (len(idle_latencies) - 1))], 1),
+            "statuses": idle.statuses,
+            "per_second_target": 1000,
+        },
     }
     print(json.dumps(report, indent=2))
 

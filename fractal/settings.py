@@ -239,6 +239,13 @@ class Settings(BaseSettings):
         description="how often each API process starts the workflows of rows left queued "
         "without one (the API died before starting it, or Temporal was unreachable)",
     )
+    status_cache_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=5,
+        description="how long each API process serves a task's status again without reading "
+        "the database (`GET /v1/animations/{id}` polled by many clients); 0: off",
+    )
     watchdog_interval_seconds: float = Field(
         default=5.0,
         gt=0,

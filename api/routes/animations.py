@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select, tuple_
 
@@ -22,10 +23,18 @@ from api.animation_service import (
     submit,
     video_url,
 )
-from api.deps import ContextDep, CurrentUser, SessionDep
+from api.deps import (
+    ContextDep,
+    CurrentUser,
+    SessionDep,
+    TokenDep,
+    authenticated_user,
+    token_identity,
+)
 from api.response_headers import response_headers
 from api.schemas import Problem, TaskOut, TaskPage
 from fractal.db import Task
+from fractal.observability import bind
 from fractal.spec import AnimationSpec
 from fractal.states import TaskState
 
@@ -98,11 +107,22 @@ def list_animations(
     )
 
 
-@router.get("/{task_id}", responses=NOT_FOUND)
-def read_animation(
-    task_id: uuid.UUID, user: CurrentUser, session: SessionDep, context: ContextDep
-) -> TaskOut:
-    return describe(context, session, owned_task(session, user, task_id))
+@router.get("/{task_id}", response_model=TaskOut, responses=NOT_FOUND)
+async def read_animation(task_id: uuid.UUID, token: TokenDep, context: ContextDep) -> Response:
+    """The animation's state and progress. Polled by many clients at once, so the answer is
+    kept for ``FRACTAL_STATUS_CACHE_SECONDS`` (api/status_cache.py): within it, the token
+    is checked and nothing else is read. For progress as it happens, use ``/events``."""
+    identity = token_identity(token, context)
+    bind(user_id=identity.user_id, task_id=task_id)
+
+    def read() -> bytes:
+        with context.sessions() as session:
+            user = authenticated_user(session, context, token)
+            task = describe(context, session, owned_task(session, user, task_id))
+            return task.model_dump_json().encode()
+
+    body = await context.statuses.load(identity.user_id, task_id, lambda: run_in_threadpool(read))
+    return Response(body, media_type="application/json")
 
 
 @router.get(
