@@ -295,3 +295,17 @@ def test_up_stops_what_a_killed_run_left_and_dies_with_its_children(tmp_path: Pa
             assert client.post("/v1/auth/token", data=credentials).status_code == 200
     finally:
         _stop(process, signal.SIGTERM, ports)
+
+
+def test_a_port_it_picks_is_never_one_another_part_was_told_to_use(tmp_path: Path) -> None:
+    """Redis's port is picked before Temporal, the API and the worker bind theirs: it must
+    not be one of them (a recorded one included), or Temporal's start fails "in use"."""
+    from fractal.cli.up import stable_port
+
+    taken = free_port()
+    (tmp_path / "ports.json").write_text(json.dumps({"redis": taken}))
+    picked = stable_port(tmp_path, "redis", None, reserved=frozenset({taken}))
+    assert picked != taken
+    assert json.loads((tmp_path / "ports.json").read_text())["redis"] == picked
+    # Unreserved, the recorded port is kept across starts.
+    assert stable_port(tmp_path, "redis", None) == picked

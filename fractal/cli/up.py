@@ -142,10 +142,17 @@ def data_directory_lock(data_dir: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def stable_port(data_dir: Path, name: str, wanted: int | None, host: str = "127.0.0.1") -> int:
+def stable_port(
+    data_dir: Path,
+    name: str,
+    wanted: int | None,
+    host: str = "127.0.0.1",
+    reserved: frozenset[int] = frozenset(),
+) -> int:
     """The port of ``name``: ``wanted`` if given, else the one recorded in ``ports.json`` by
     an earlier start (while it is free), else a free one; recorded for the next start, so
-    clients configured with it keep working across restarts."""
+    clients configured with it keep working across restarts. A chosen port is never one
+    of ``reserved`` (the ports the other parts were told to use, not yet bound)."""
     from fractal.embedded import free_port, port_is_open
 
     path = data_dir / PORTS_FILE
@@ -156,12 +163,26 @@ def stable_port(data_dir: Path, name: str, wanted: int | None, host: str = "127.
     port = wanted
     if port is None:
         recorded = ports.get(name)
-        port = recorded if isinstance(recorded, int) and not port_is_open(host, recorded) else None
-    port = port or free_port(host)
+        usable = isinstance(recorded, int) and recorded not in reserved
+        port = recorded if usable and not port_is_open(host, recorded) else None
+    while port is None or port in reserved:
+        port = free_port(host)
     if ports.get(name) != port:
         ports[name] = port
         path.write_text(json.dumps(ports, indent=2) + "\n")
     return port
+
+
+def reserved_ports(settings: Settings, options: UpOptions) -> frozenset[int]:
+    """The ports the API, the worker's metrics and Temporal were told to use: a port this
+    start picks for itself must not take one of them before its owner binds it."""
+    ports = (
+        settings.api_port,
+        settings.worker_metrics_port,
+        options.temporal_port,
+        options.temporal_ui_port,
+    )
+    return frozenset(port for port in ports if port)
 
 
 @contextlib.contextmanager
@@ -211,7 +232,7 @@ def embedded_services(
             )
             redis_server = RedisServer(
                 data_dir / "redis",
-                stable_port(data_dir, "redis", None),
+                stable_port(data_dir, "redis", None, reserved=reserved_ports(settings, options)),
                 password=persistent_secret(data_dir, REDIS_PASSWORD_FILE),
             )
             stack.enter_context(running(redis_server))
