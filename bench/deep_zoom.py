@@ -224,7 +224,14 @@ def zoom_service(folder: Path, workers: int) -> dict[str, Any]:
         worker_activity_slots=1,  # one chunk at a time per worker process
     )
     with embedded_services(wanted, UpOptions(None, None, headless=True)) as settings:
-        processes = [start_worker(settings, folder / f"worker-{n}.log") for n in range(workers)]
+        # Each worker its own metrics port: on a shared one the second worker refuses to start.
+        processes = [
+            start_worker(
+                settings.model_copy(update={"worker_metrics_port": free_port()}),
+                folder / f"worker-{n}.log",
+            )
+            for n in range(workers)
+        ]
         try:
             with (
                 serve(settings, folder / "api.log") as base_url,
