@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.observability import ApiMetrics, RequestObservability
+from fractal.cli.client import poll
 from fractal.observability import ContextFilter, bind, configure_logging, log_context
 from fractal.settings import Settings
 from tests.stack import Stack, sign_up_and_log_in, wait_for_state
@@ -212,7 +213,17 @@ def test_worker_serves_temporal_sdk_and_render_metrics(
     task = client.post("/v1/animations", json=SMALL, headers=headers).json()
     task = wait_for_state(client, headers, task["id"], {"succeeded", "failed", "canceled"})
     assert task["state"] == "succeeded", task
-    after = httpx.get(url).text
+    # The row says succeeded once the result is committed; the workflow completes after
+    # deleting its inputs, a moment later.
+    after = poll(
+        lambda: httpx.get(url).text,
+        lambda text: (
+            value(text, "temporal_workflow_completed_total")
+            > value(before, "temporal_workflow_completed_total")
+        ),
+        timeout=30,
+        interval=0.2,
+    )
     frames = value(after, "fractal_render_frames_total") - value(
         before, "fractal_render_frames_total"
     )
