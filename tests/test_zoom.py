@@ -18,6 +18,21 @@ runner = CliRunner()
 GAIA = ",".join(LOCATIONS["gaia"])
 
 
+def the_issues_zoom() -> AnimationSpec:
+    """The zoom of the issue's CLI form: 10 s at 30 fps, 400x300, to 1e-30 at gaia."""
+    return AnimationSpec(
+        fractal="mandelbrot",
+        center=GAIA,
+        scale=1.5,
+        camera={"kind": "zoom", "zoom_to": 1e-30},
+        max_iter=20000,
+        width=400,
+        height=300,
+        fps=30,
+        duration=10,
+    )
+
+
 def decoded_frames(path: Path) -> tuple[list[np.ndarray], float]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -142,17 +157,7 @@ def test_the_flicker_check_catches_a_per_frame_histogram(
 
 
 def test_zoom_costs_grow_with_depth_and_balance_the_chunks() -> None:
-    spec = AnimationSpec(
-        fractal="mandelbrot",
-        center=GAIA,
-        scale=1.5,
-        camera={"kind": "zoom", "zoom_to": 1e-30},
-        max_iter=20000,
-        width=400,
-        height=300,
-        fps=30,
-        duration=10,
-    )
+    spec = the_issues_zoom()
     costs = frame_costs(spec)
     assert len(costs) == 300
     assert costs[-1] > 20 * costs[0]  # orders of magnitude along the zoom
@@ -202,17 +207,7 @@ def test_the_issues_zooms_are_admitted_and_a_4k_hour_is_not() -> None:
     from fractal.settings import Settings
 
     settings = Settings()
-    cli_zoom = AnimationSpec(
-        fractal="mandelbrot",
-        center=GAIA,
-        scale=1.5,
-        camera={"kind": "zoom", "zoom_to": 1e-30},
-        max_iter=20000,
-        width=400,
-        height=300,
-        fps=30,
-        duration=10,
-    )
+    cli_zoom = the_issues_zoom()
     deepest = AnimationSpec.model_validate(
         {
             **cli_zoom.model_dump(),
