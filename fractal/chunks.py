@@ -136,9 +136,7 @@ def frame_iterations(spec: AnimationSpec, frame: int) -> float:
     critical orbit (``max_iter`` when it never escapes); views: the probe, as
     ``frame_costs`` estimates them."""
     if costs_follow_critical_orbit(spec):
-        limit = min(spec.max_iter, COST_ITERATIONS)
-        escape = _critical_escape_of(spec, spec.c_at(frame), limit)
-        return float(spec.max_iter if escape >= limit else max(escape, 1))
+        return float(max(_critical_iterations(spec, spec.c_at(frame)), 1))
     from fractal.spec import PERTURBATION_BELOW
 
     cost = _view_costs(spec)[frame]
@@ -147,11 +145,16 @@ def frame_iterations(spec: AnimationSpec, frame: int) -> float:
     return min(float(spec.max_iter), max(1.0, (cost - 1.0) * per_cost))
 
 
-def _critical_escape_of(spec: AnimationSpec, c: complex, limit: int) -> int:
+def _critical_iterations(spec: AnimationSpec, c: complex) -> int:
+    """Iterations of the critical orbit for ``c`` until it escapes; ``max_iter`` when it is
+    still bounded after ``COST_ITERATIONS`` (counted as never escaping)."""
+    limit = min(spec.max_iter, COST_ITERATIONS)
     kind = spec.fractal.value
     if kind == "julia":
-        return critical_escape(c, limit)
-    return probe_count(kind, spec.degree, 0j, c, limit)
+        escape = critical_escape(c, limit)
+    else:
+        escape = probe_count(kind, spec.degree, 0j, c, limit)
+    return spec.max_iter if escape >= limit else escape
 
 
 def _critical_costs(spec: AnimationSpec) -> list[float]:
@@ -163,11 +166,9 @@ def _critical_costs(spec: AnimationSpec) -> list[float]:
     """
     frames = spec.frame_count
     step = -(-frames // COST_SAMPLES)
-    limit = min(spec.max_iter, COST_ITERATIONS)
     costs: list[float] = []
     for sample in range(0, frames, step):
-        escape = _critical_escape_of(spec, spec.c_at(sample), limit)
-        iterations = spec.max_iter if escape >= limit else escape
+        iterations = _critical_iterations(spec, spec.c_at(sample))
         cost = 1.0 + iterations / CRITICAL_ITERATIONS_PER_FRAME_COST
         costs.extend([cost] * min(step, frames - sample))
     return costs
