@@ -210,46 +210,19 @@ def zoom_cli(folder: Path) -> float:
 
 def zoom_service(folder: Path, workers: int) -> dict[str, Any]:
     import httpx
-    from pydantic import SecretStr
 
-    from bench.service import serve, wait_done
-    from fractal.cli.up import UpOptions, embedded_services, start_worker
-    from fractal.embedded import free_port, stop_process
-    from fractal.settings import Settings
+    from bench.service import bench_stack, sign_up, wait_done
 
-    wanted = Settings(
-        data_dir=folder / f"stack-{workers}",
-        api_port=free_port(),
-        jwt_secret=SecretStr("bench-" + "s" * 40),
-        worker_activity_slots=1,  # one chunk at a time per worker process
-    )
-    with embedded_services(wanted, UpOptions(None, None, headless=True)) as settings:
-        # Each worker its own metrics port: on a shared one the second worker refuses to start.
-        processes = [
-            start_worker(
-                settings.model_copy(update={"worker_metrics_port": free_port()}),
-                folder / f"worker-{n}.log",
-            )
-            for n in range(workers)
-        ]
-        try:
-            with (
-                serve(settings, folder / "api.log") as base_url,
-                httpx.Client(base_url=base_url) as client,
-            ):
-                login = {"username": "bench", "password": "bench-password"}
-                client.post("/v1/auth/signup", json=login).raise_for_status()
-                token = client.post("/v1/auth/token", data=login).json()["access_token"]
-                headers = {"Authorization": f"Bearer {token}"}
-                started = time.perf_counter()
-                task = client.post("/v1/animations", json=ZOOM, headers=headers).json()
-                task = wait_done(client, headers, task["id"])
-                seconds = time.perf_counter() - started
-                assert task["state"] == "succeeded", task
-                return {"workers": workers, "seconds": round(seconds, 1)}
-        finally:
-            for process in processes:
-                stop_process(process)
+    # One chunk at a time per worker process.
+    stack = bench_stack(folder / f"stack-{workers}", workers, worker_activity_slots=1)
+    with stack as base_url, httpx.Client(base_url=base_url) as client:
+        headers = sign_up(client)
+        started = time.perf_counter()
+        task = client.post("/v1/animations", json=ZOOM, headers=headers).json()
+        task = wait_done(client, headers, task["id"])
+        seconds = time.perf_counter() - started
+        assert task["state"] == "succeeded", task
+        return {"workers": workers, "seconds": round(seconds, 1)}
 
 
 def machines_table(total_seconds: float, machines: list[int]) -> dict[int, float]:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,49 @@ def serve(settings: Any, log_path: Path) -> Any:
         yield f"http://127.0.0.1:{settings.api_port}"
     finally:
         stop_process(process)
+
+
+@contextlib.contextmanager
+def bench_stack(directory: Path, workers: int = 1, **overrides: Any) -> Iterator[str]:
+    """What the service benchmarks run against, in ``directory``: the embedded stack (as
+    `fractal up` starts it), ``workers`` worker processes (each with a metrics port of its
+    own: on a shared one the second would refuse to start) and `fractal api` in its own
+    process, with rate limits a benchmark does not hit; yields the API's base URL."""
+    from fractal.cli.up import UpOptions, embedded_services, start_worker
+    from fractal.embedded import free_port, stop_process
+    from fractal.settings import Settings
+
+    wanted = Settings(
+        data_dir=directory,
+        api_port=free_port(),
+        jwt_secret=SecretStr("bench-" + "s" * 40),
+        submissions_per_minute=1000,
+        submission_burst=100,
+        auth_attempts_per_minute=1000,
+        **overrides,
+    )
+    with embedded_services(wanted, UpOptions(None, None, headless=True)) as settings:
+        processes = [
+            start_worker(
+                settings.model_copy(update={"worker_metrics_port": free_port()}),
+                directory / f"worker-{n}.log",
+            )
+            for n in range(workers)
+        ]
+        try:
+            with serve(settings, directory / "api.log") as base_url:
+                yield base_url
+        finally:
+            for process in processes:
+                stop_process(process)
+
+
+def sign_up(client: httpx.Client) -> dict[str, str]:
+    """The benchmark's account, signed up and logged in: its authorization header."""
+    login = {"username": "bench", "password": "bench-password"}
+    client.post("/v1/auth/signup", json=login).raise_for_status()
+    token = client.post("/v1/auth/token", data=login).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _phases(task: dict[str, Any]) -> dict[str, float]:
@@ -117,67 +161,41 @@ def main() -> None:
     args = parser.parse_args()
     spec = QUICK if args.quick else STANDARD
 
-    from fractal.cli.up import UpOptions, embedded_services, start_worker
-    from fractal.embedded import free_port, stop_process
-    from fractal.settings import Settings
-
     with tempfile.TemporaryDirectory(prefix="fractal-bench-") as directory:
         scratch = Path(directory)
         # Best of three on both sides: the figures are for the code, not the machine's noise.
         local_seconds = min(render_in_process(spec, scratch) for _ in range(3))
-        wanted = Settings(
-            data_dir=scratch,
-            api_port=free_port(),
-            worker_metrics_port=free_port(),
-            jwt_secret=SecretStr("bench-" + "s" * 40),
-            submissions_per_minute=1000,
-            submission_burst=100,
-            auth_attempts_per_minute=1000,
-        )
-        with embedded_services(wanted, UpOptions(None, None, headless=True)) as settings:
-            worker = start_worker(settings, scratch / "worker.log")
-            try:
-                with (
-                    serve(settings, scratch / "api.log") as base_url,
-                    httpx.Client(base_url=base_url) as client,
-                ):
-                    login = {"username": "bench", "password": "bench-password"}
-                    client.post("/v1/auth/signup", json=login).raise_for_status()
-                    token = client.post("/v1/auth/token", data=login).json()["access_token"]
-                    headers = {"Authorization": f"Bearer {token}"}
-                    # Warm-up render: the worker's first task pays for imports and caches.
-                    warm = client.post(
-                        "/v1/animations", json=QUICK | {"frames": 2}, headers=headers
-                    ).json()
-                    wait_done(client, headers, warm["id"])
+        with bench_stack(scratch) as base_url, httpx.Client(base_url=base_url) as client:
+            headers = sign_up(client)
+            # Warm-up render: the worker's first task pays for imports and caches.
+            warm = client.post("/v1/animations", json=QUICK | {"frames": 2}, headers=headers).json()
+            wait_done(client, headers, warm["id"])
 
-                    runs = []
-                    for _ in range(3):
-                        started = time.perf_counter()
-                        task = client.post("/v1/animations", json=spec, headers=headers).json()
-                        task = wait_done(client, headers, task["id"])
-                        video = httpx.get(task["video_url"], timeout=120)
-                        runs.append((time.perf_counter() - started, task))
-                        assert task["state"] == "succeeded" and video.status_code == 200
-                    service_seconds, task = min(runs, key=lambda run: run[0])
-                    phases = _phases(task)
+            runs = []
+            for _ in range(3):
+                started = time.perf_counter()
+                task = client.post("/v1/animations", json=spec, headers=headers).json()
+                task = wait_done(client, headers, task["id"])
+                video = httpx.get(task["video_url"], timeout=120)
+                runs.append((time.perf_counter() - started, task))
+                assert task["state"] == "succeeded" and video.status_code == 200
+            service_seconds, task = min(runs, key=lambda run: run[0])
+            phases = _phases(task)
 
-                    load = client.post("/v1/animations", json=spec, headers=headers).json()
-                    stop = threading.Event()
+            load = client.post("/v1/animations", json=spec, headers=headers).json()
+            stop = threading.Event()
 
-                    def wait_then_stop() -> None:
-                        wait_done(client, headers, load["id"])
-                        stop.set()
+            def wait_then_stop() -> None:
+                wait_done(client, headers, load["id"])
+                stop.set()
 
-                    waiter = threading.Thread(target=wait_then_stop, daemon=True)
-                    waiter.start()
-                    url = f"{base_url}/v1/animations/{load['id']}"
-                    during = asyncio.run(get_latencies_during(url, headers, args.clients, stop))
-                    waiter.join()
-                    # Nothing rendering: what one API process answers (a finished task).
-                    idle = asyncio.run(get_load(url, headers, clients=args.clients, seconds=5))
-            finally:
-                stop_process(worker)
+            waiter = threading.Thread(target=wait_then_stop, daemon=True)
+            waiter.start()
+            url = f"{base_url}/v1/animations/{load['id']}"
+            during = asyncio.run(get_latencies_during(url, headers, args.clients, stop))
+            waiter.join()
+            # Nothing rendering: what one API process answers (a finished task).
+            idle = asyncio.run(get_load(url, headers, clients=args.clients, seconds=5))
 
     latencies = sorted(during.latencies)
     idle_latencies = sorted(idle.latencies)

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from bench.service import serve
+from bench.service import bench_stack, sign_up
 
 PREVIEW = {"width": 480, "height": 360, "max_iter": 500}
 # Debian's Chromium, as the browser tests drive it (make test installs it).
@@ -135,42 +134,20 @@ def main() -> None:
     parser.add_argument("--event-runs", type=int, default=3)
     args = parser.parse_args()
 
-    from fractal.cli.up import UpOptions, embedded_services, start_worker
-    from fractal.embedded import free_port, stop_process
-    from fractal.settings import Settings
-
     report: dict[str, Any] = {"preview": {"size": "480x360", "max_iter": 500}}
     report["preview"]["engine_alone"] = engine_alone(args.previews)
     with tempfile.TemporaryDirectory(prefix="fractal-bench-studio-") as directory:
-        scratch = Path(directory)
-        wanted = Settings(
-            data_dir=scratch,
-            api_port=free_port(),
-            jwt_secret=SecretStr("bench-" + "s" * 40),
-            previews_per_minute=100_000,
-            preview_burst=100_000,
-            submissions_per_minute=1000,
-            submission_burst=100,
-            auth_attempts_per_minute=1000,
-        )
-        with embedded_services(wanted, UpOptions(None, None, headless=True)) as settings:
-            worker = start_worker(settings, scratch / "worker.log")
-            try:
-                with (
-                    serve(settings, scratch / "api.log") as base_url,
-                    httpx.Client(base_url=base_url, timeout=60) as client,
-                ):
-                    through_http(client, 20, offset=10_000)  # warm the API process
-                    report["preview"]["through_http"] = through_http(client, args.previews, 0)
-                    report["preview"]["target"] = "server p50 <= 25 ms, p99 <= 60 ms"
-                    report["page_first_load"] = page_bytes(base_url)
-                    login = {"username": "bench", "password": "bench-password"}
-                    client.post("/v1/auth/signup", json=login).raise_for_status()
-                    token = client.post("/v1/auth/token", data=login).json()["access_token"]
-                    headers = {"Authorization": f"Bearer {token}"}
-                    report["progress_events"] = time_to_events(client, headers, args.event_runs)
-            finally:
-                stop_process(worker)
+        limits = {"previews_per_minute": 100_000, "preview_burst": 100_000}
+        with (
+            bench_stack(Path(directory), **limits) as base_url,
+            httpx.Client(base_url=base_url, timeout=60) as client,
+        ):
+            through_http(client, 20, offset=10_000)  # warm the API process
+            report["preview"]["through_http"] = through_http(client, args.previews, 0)
+            report["preview"]["target"] = "server p50 <= 25 ms, p99 <= 60 ms"
+            report["page_first_load"] = page_bytes(base_url)
+            headers = sign_up(client)
+            report["progress_events"] = time_to_events(client, headers, args.event_runs)
     print(json.dumps(report, indent=2))
 
 
